@@ -1,0 +1,67 @@
+"""The incident state machine: which status may follow which, and the rules on the way.
+
+    triage ─► investigating ─► mitigating ─► monitoring ─► resolved ─► closed
+       │            ▲  │            ▲  │         │  │         │
+       │            └──┼────────────┘  │         │  │         └─► investigating (reopen)
+       └───────────────┴───────────────┴─────────┴──┴─► resolved
+
+- triage: detected or declared, being assessed (decision tree, severity, commander).
+- investigating: looking for the cause.  mitigating: applying a fix or workaround.
+- monitoring: fix in place, watching for re-trigger (playbook 7.4: 30 minutes).
+- resolved: impact over; the post-mortem clock runs.  closed: final, read-only.
+"""
+
+from __future__ import annotations
+
+from incidents.models import Incident, Severity, Status
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.TRIAGE: frozenset({Status.INVESTIGATING, Status.MITIGATING, Status.RESOLVED}),
+    Status.INVESTIGATING: frozenset({Status.MITIGATING, Status.MONITORING, Status.RESOLVED}),
+    Status.MITIGATING: frozenset({Status.INVESTIGATING, Status.MONITORING, Status.RESOLVED}),
+    Status.MONITORING: frozenset({Status.INVESTIGATING, Status.MITIGATING, Status.RESOLVED}),
+    Status.RESOLVED: frozenset({Status.INVESTIGATING, Status.CLOSED}),
+    Status.CLOSED: frozenset(),
+}
+
+# Labels for the buttons that perform a transition, by target status.
+ACTION_LABELS: dict[str, str] = {
+    Status.INVESTIGATING: "Investigate",
+    Status.MITIGATING: "Mitigating",
+    Status.MONITORING: "Monitoring",
+    Status.RESOLVED: "Resolve",
+    Status.CLOSED: "Close",
+}
+
+
+class ActionRefused(Exception):
+    """An action the rules refuse; the message says what to do instead. Nothing was changed."""
+
+
+def allowed_targets(status: str) -> list[str]:
+    """Targets in lifecycle order, for rendering buttons."""
+    return [s for s in Status.values if s in TRANSITIONS[status]]
+
+
+def check_transition(incident: Incident, to_status: str, *, override_reason: str = "") -> None:
+    """Raise ActionRefused unless `incident` may move to `to_status` now."""
+    if to_status not in TRANSITIONS.get(incident.status, frozenset()):
+        raise ActionRefused(f"{incident.get_status_display()} cannot move to {_label(to_status)}.")
+    if incident.status == Status.TRIAGE:
+        if incident.acknowledged_at is None:
+            raise ActionRefused("Acknowledge the incident before it leaves triage.")
+        if incident.severity <= Severity.SEV2 and incident.commander_id is None:
+            raise ActionRefused(
+                f"{incident.get_severity_display()} needs an incident commander before it leaves triage."
+            )
+    if to_status == Status.RESOLVED and incident.severity <= Severity.SEV2:
+        from incidents.selectors import pre_recovery_complete
+
+        if not pre_recovery_complete(incident) and not override_reason.strip():
+            raise ActionRefused(
+                "Complete the pre-recovery checklist, or resolve with an override and a reason."
+            )
+
+
+def _label(status: str) -> str:
+    return Status(status).label if status in Status.values else repr(status)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from incidents import services
+from incidents.models import Incident, IncidentType, Severity, Status
+from incidents.roles import ADMIN, ROLES
+
+CREDENTIALS_FILE = settings.VAR_DIR / "demo-credentials.txt"
+
+
+class Command(BaseCommand):
+    help = "Create one demo user per role (printing new credentials once) and a few demo incidents."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--no-incidents", action="store_true", help="Users only.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        created = self._users()
+        if created:
+            lines = [f"  {role:<10} {name:<12} {password}" for role, name, password in created]
+            text = "Demo users (role, username, password):\n" + "\n".join(lines)
+            CREDENTIALS_FILE.parent.mkdir(parents=True, exist_ok=True)
+            CREDENTIALS_FILE.write_text(text + "\n", encoding="utf-8")
+            CREDENTIALS_FILE.chmod(0o600)
+            self.stdout.write(
+                self.style.WARNING("\n" + text + f"\n  (also in {CREDENTIALS_FILE}; shown only now)\n")
+            )
+        else:
+            self.stdout.write(f"Demo users exist; their passwords are in {CREDENTIALS_FILE}.")
+        if not options["no_incidents"] and not Incident.objects.exists():
+            self._incidents()
+
+    def _users(self) -> list[tuple[str, str, str]]:
+        User = get_user_model()
+        created = []
+        for role in ROLES:
+            name = f"demo-{role}"
+            if User.objects.filter(username=name).exists():
+                continue
+            password = secrets.token_urlsafe(12)
+            user = User.objects.create_user(username=name, password=password, is_staff=role == ADMIN)
+            user.groups.add(Group.objects.get(name=role))
+            created.append((role, name, password))
+        return created
+
+    def _incidents(self) -> None:
+        User = get_user_model()
+        responder = User.objects.get(username="demo-responder")
+        lead = User.objects.get(username="demo-lead")
+        types = {t.slug: t for t in IncidentType.objects.all()}
+        now = timezone.now()
+        crash = services.incident_declare(
+            actor=responder,
+            title="cdb_execution restarting every 40 s",
+            incident_type=types["service-crash-loop"],
+            severity=Severity.SEV2,
+            affected_components=["cdb_execution"],
+            detected_at=now - timedelta(minutes=25),
+            description="Docker health check fails after the 0.1.0 deploy; orders queue up in Redis.",
+        )
+        services.incident_acknowledge(incident=crash, actor=responder)
+        services.incident_assign_commander(incident=crash, actor=lead, commander=lead)
+        services.incident_change_status(incident=crash, actor=lead, to_status=Status.INVESTIGATING)
+        services.incident_add_note(
+            incident=crash, actor=responder, text="OOM kills in `docker stats`; limit is 256 MiB."
+        )
+        services.incident_declare(
+            actor=responder,
+            title="Market data 8 s behind exchange",
+            incident_type=types["other"],
+            severity=Severity.SEV3,
+            affected_components=["cdb_market", "cdb_ws"],
+            detected_at=now - timedelta(minutes=3),
+        )
+        old = services.incident_declare(
+            actor=responder,
+            title="Grafana dashboard not loading",
+            incident_type=types["other"],
+            severity=Severity.SEV4,
+            detected_at=now - timedelta(days=2),
+        )
+        services.incident_acknowledge(incident=old, actor=responder)
+        services.incident_change_status(incident=old, actor=responder, to_status=Status.RESOLVED)
+        services.incident_change_status(incident=old, actor=responder, to_status=Status.CLOSED)
+        refs = ", ".join(f"INC-{pk}" for pk in Incident.objects.order_by("pk").values_list("pk", flat=True))
+        self.stdout.write(f"Demo incidents created: {refs}.")

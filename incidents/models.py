@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
+from django.db import models
+from django.db.models import Q
+
+
+class Severity(models.IntegerChoices):
+    SEV1 = 1, "SEV-1"
+    SEV2 = 2, "SEV-2"
+    SEV3 = 3, "SEV-3"
+    SEV4 = 4, "SEV-4"
+
+
+class Status(models.TextChoices):
+    TRIAGE = "triage", "Triage"
+    INVESTIGATING = "investigating", "Investigating"
+    MITIGATING = "mitigating", "Mitigating"
+    MONITORING = "monitoring", "Monitoring"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+OPEN_STATUSES = (Status.TRIAGE, Status.INVESTIGATING, Status.MITIGATING, Status.MONITORING)
+
+
+class ChecklistKind(models.TextChoices):
+    TRIAGE = "triage", "Triage checklist"
+    RUNBOOK = "runbook", "Runbook"
+    PRE_RECOVERY = "pre_recovery", "Pre-recovery checklist"
+    RECOVERY = "recovery", "Recovery steps"
+
+
+class EventKind(models.TextChoices):
+    DECLARED = "declared", "Declared"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    SEVERITY_CHANGED = "severity_changed", "Severity changed"
+    COMMANDER_ASSIGNED = "commander_assigned", "Commander assigned"
+    NOTE = "note", "Note"
+    CHECKLIST_ITEM = "checklist_item", "Checklist"
+    EDITED = "edited", "Edited"
+    SLA_BREACHED = "sla_breached", "Response SLA breached"
+
+
+# --- The playbook as data (loaded from incidents/data/playbook.yaml, editable in admin) ---
+
+
+class SeverityLevel(models.Model):
+    level = models.PositiveSmallIntegerField(choices=Severity.choices, unique=True)
+    name = models.CharField(max_length=40)
+    description = models.CharField(max_length=300)
+    response_minutes = models.PositiveIntegerField(help_text="Detection to acknowledgement.")
+    examples = models.JSONField(default=list, blank=True)
+    kill_switch_default = models.BooleanField(default=False, help_text="Playbook default: activate?")
+    commander_required = models.BooleanField(default=False)
+    pre_recovery_required = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["level"]
+
+    def __str__(self) -> str:
+        return f"{self.get_level_display()} {self.name}"
+
+    @property
+    def response_time(self) -> timedelta:
+        return timedelta(minutes=self.response_minutes)
+
+
+class IncidentType(models.Model):
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    playbook_section = models.CharField(max_length=10, blank=True)
+    kill_switch_reason = models.CharField(
+        max_length=30, blank=True, help_text="CDB reason if the runbook halts."
+    )
+    runbook_steps = models.JSONField(default=list, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Checklist(models.Model):
+    """A playbook checklist template; incidents copy its items when they start."""
+
+    kind = models.CharField(max_length=20, choices=ChecklistKind.choices, unique=True)
+    title = models.CharField(max_length=80)
+    items = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["kind"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+# --- Incidents ---
+
+
+class Incident(models.Model):
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    affected_components = models.JSONField(default=list, blank=True)
+    incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.TRIAGE)
+    decision_answers = models.JSONField(null=True, blank=True)
+    is_drill = models.BooleanField(default=False)
+
+    detected_at = models.DateTimeField()
+    declared_at = models.DateTimeField(auto_now_add=True)
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ack_due_at = models.DateTimeField(help_text="Detection plus the severity's response time.")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sla_breached_at = models.DateTimeField(null=True, blank=True)
+    commander = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="commanded_incidents",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # Id of the latest timeline event: every change writes one, so this is the page's version.
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        permissions = [
+            ("act_on_incident", "Acknowledge, change status and severity, assign commander, add notes"),
+            ("override_prerecovery", "Resolve without a complete pre-recovery checklist"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "severity", "detected_at"], name="incident_board"),
+            models.Index(
+                fields=["ack_due_at"],
+                name="incident_sla_due",
+                condition=Q(acknowledged_at__isnull=True, sla_breached_at__isnull=True),
+            ),
+            models.Index(fields=["-detected_at"], name="incident_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(severity__gte=1, severity__lte=4), name="incident_severity_range"
+            ),
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="incident_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.title}"
+
+    @property
+    def reference(self) -> str:
+        return f"INC-{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def kill_switch_recommended(self) -> bool:
+        return self.severity <= Severity.SEV2
+
+
+class IncidentChecklistItem(models.Model):
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="checklist_items")
+    kind = models.CharField(max_length=20, choices=ChecklistKind.choices)
+    position = models.PositiveSmallIntegerField()
+    text = models.CharField(max_length=300)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["kind", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "kind", "position"], name="checklist_item_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+
+class TimelineEvent(models.Model):
+    """Append-only record of every change to an incident. Written only by incidents.timeline."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=30, choices=EventKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    old_value = models.CharField(max_length=200, blank=True)
+    new_value = models.CharField(max_length=200, blank=True)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["incident", "-id"], name="timeline_by_incident")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.old_value} → {self.new_value}"
+
+
+class ConsoleSession(AbstractBaseSession):
+    """Database session that also stores the user id, so one query can authorise a poll."""
+
+    user_id = models.BigIntegerField(null=True, db_index=True)
+
+    @classmethod
+    def get_session_store_class(cls):  # type: ignore[no-untyped-def]
+        from incidents.sessions import SessionStore
+
+        return SessionStore

@@ -1,0 +1,362 @@
+"""Every write to an incident. One service per action; each writes exactly one timeline event in the
+same transaction, or changes nothing (a double click, a refused action)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from incidents import timeline
+from incidents.lifecycle import ActionRefused, check_transition
+from incidents.models import (
+    Checklist,
+    ChecklistKind,
+    EventKind,
+    Incident,
+    IncidentChecklistItem,
+    IncidentType,
+    Severity,
+    SeverityLevel,
+    Status,
+)
+
+# Used only when the playbook data has not been loaded (the playbook's own figures).
+FALLBACK_RESPONSE_MINUTES = {1: 15, 2: 60, 3: 240, 4: 1440}
+COMMANDER_PERMS = ("incidents.view_incident", "incidents.change_incident")
+MAX_NOTE = 10_000
+MAX_REASON = 500
+
+
+def response_time(severity: int) -> timedelta:
+    minutes = (
+        SeverityLevel.objects.filter(level=severity).values_list("response_minutes", flat=True).first()
+        or FALLBACK_RESPONSE_MINUTES[severity]
+    )
+    return timedelta(minutes=minutes)
+
+
+def _lock(incident: Incident | int) -> Incident:
+    pk = incident if isinstance(incident, int) else incident.pk
+    return Incident.objects.select_for_update().get(pk=pk)
+
+
+def _refuse_if_closed(incident: Incident) -> None:
+    if incident.status == Status.CLOSED:
+        raise ActionRefused(f"{incident.reference} is closed and read-only.")
+
+
+def _clean_text(value: str, *, field: str, limit: int, required: bool = True) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise ActionRefused(f"{field} is required.")
+    if len(value) > limit:
+        raise ActionRefused(f"{field} is too long ({len(value)} characters, at most {limit}).")
+    return value
+
+
+def _username(user: Any) -> str:
+    return user.get_username() if user is not None else ""
+
+
+@transaction.atomic
+def incident_declare(
+    *,
+    actor: AbstractBaseUser | None,
+    title: str,
+    incident_type: IncidentType,
+    severity: int,
+    description: str = "",
+    affected_components: Iterable[str] = (),
+    detected_at: datetime | None = None,
+    decision_answers: dict[str, Any] | None = None,
+    is_drill: bool = False,
+) -> Incident:
+    """Open an incident.
+
+    1. Validate and compute the acknowledgement deadline from the severity's response time.
+    2. Copy the playbook's checklists and the type's runbook onto the incident (a snapshot:
+       later playbook edits never change what this incident shows).
+    3. Record the declaration on the timeline.
+    """
+    title = _clean_text(title, field="Title", limit=200)
+    if severity not in Severity.values:
+        raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
+    now = timezone.now()
+    detected_at = detected_at or now
+    if detected_at > now + timedelta(minutes=1):
+        raise ActionRefused("Detection time cannot be in the future.")
+    components = [c.strip()[:80] for c in affected_components if c and c.strip()]
+    incident = Incident.objects.create(
+        title=title,
+        description=description.strip(),
+        affected_components=components,
+        incident_type=incident_type,
+        severity=severity,
+        status=Status.TRIAGE,
+        decision_answers=decision_answers,
+        is_drill=is_drill,
+        detected_at=detected_at,
+        declared_by=actor if getattr(actor, "pk", None) else None,
+        ack_due_at=detected_at + response_time(severity),
+    )
+    templates = {c.kind: list(c.items) for c in Checklist.objects.all()}
+    templates[ChecklistKind.RUNBOOK] = list(incident_type.runbook_steps)
+    IncidentChecklistItem.objects.bulk_create(
+        IncidentChecklistItem(incident=incident, kind=kind, position=i, text=str(text)[:300])
+        for kind in ChecklistKind.values
+        for i, text in enumerate(templates.get(kind, []))
+    )
+    timeline.record(
+        incident,
+        kind=EventKind.DECLARED,
+        actor=actor,
+        new=incident.get_severity_display(),
+        message=title,
+        data={"type": incident_type.slug, "components": components, "decision": decision_answers},
+        at=now,
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_acknowledge(*, incident: Incident | int, actor: AbstractBaseUser) -> Incident:
+    """Acknowledge once; a second acknowledgement changes nothing. A late one records the breach."""
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    if incident.acknowledged_at is not None:
+        return incident
+    now = timezone.now()
+    incident.acknowledged_at = now
+    incident.acknowledged_by = actor  # type: ignore[assignment]
+    fields = ["acknowledged_at", "acknowledged_by"]
+    data: dict[str, Any] = {"response_seconds": int((now - incident.detected_at).total_seconds())}
+    if now > incident.ack_due_at and incident.sla_breached_at is None:
+        incident.sla_breached_at = now
+        fields.append("sla_breached_at")
+        data["sla_breached"] = True
+    incident.save(update_fields=fields)
+    timeline.record(
+        incident, kind=EventKind.ACKNOWLEDGED, actor=actor, new=_username(actor), data=data, at=now
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_change_status(
+    *,
+    incident: Incident | int,
+    actor: AbstractBaseUser,
+    to_status: str,
+    from_status: str | None = None,
+    override_reason: str = "",
+) -> Incident:
+    """Move along the lifecycle table. `from_status` is what the person saw: if the incident moved
+    meanwhile, a repeat of the same move changes nothing and any other move is refused."""
+    incident = _lock(incident)
+    if incident.status == to_status:
+        return incident
+    if from_status and incident.status != from_status:
+        raise ActionRefused(
+            f"{incident.reference} is now {incident.get_status_display()} (someone changed it); "
+            "nothing changed."
+        )
+    override_reason = _clean_text(override_reason, field="Override reason", limit=MAX_REASON, required=False)
+    check_transition(incident, to_status, override_reason=override_reason)
+    from incidents.selectors import pre_recovery_complete
+
+    now = timezone.now()
+    old = incident.status
+    incident.status = to_status
+    data: dict[str, Any] = {}
+    if to_status == Status.RESOLVED:
+        incident.resolved_at = now
+        if override_reason and incident.severity <= Severity.SEV2 and not pre_recovery_complete(incident):
+            data["pre_recovery_override"] = override_reason
+    elif to_status == Status.CLOSED:
+        incident.closed_at = now
+    elif old == Status.RESOLVED:
+        incident.resolved_at = None
+        data["reopened"] = True
+    incident.save(update_fields=["status", "resolved_at", "closed_at"])
+    timeline.record(
+        incident,
+        kind=EventKind.STATUS_CHANGED,
+        actor=actor,
+        old=old,
+        new=to_status,
+        message=data.get("pre_recovery_override", ""),
+        data=data,
+        at=now,
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_assign_commander(
+    *, incident: Incident | int, actor: AbstractBaseUser, commander: AbstractBaseUser
+) -> Incident:
+    """Make `commander` the incident commander and give them object permission to edit it."""
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    if incident.commander_id == commander.pk:
+        return incident
+    if not commander.is_active or not commander.has_perm("incidents.act_on_incident"):
+        raise ActionRefused(
+            f"{commander.get_username()} cannot command incidents (needs the responder role)."
+        )
+    previous = incident.commander
+    if previous is not None:
+        for perm in COMMANDER_PERMS:
+            remove_perm(perm, previous, incident)
+    for perm in COMMANDER_PERMS:
+        assign_perm(perm, commander, incident)
+    incident.commander = commander  # type: ignore[assignment]
+    incident.save(update_fields=["commander"])
+    timeline.record(
+        incident,
+        kind=EventKind.COMMANDER_ASSIGNED,
+        actor=actor,
+        old=_username(previous),
+        new=_username(commander),
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_change_severity(
+    *, incident: Incident | int, actor: AbstractBaseUser, severity: int, reason: str
+) -> Incident:
+    """Change severity with a reason. Before acknowledgement the deadline follows the new severity."""
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    if severity not in Severity.values:
+        raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
+    if incident.severity == severity:
+        return incident
+    reason = _clean_text(reason, field="Reason", limit=MAX_REASON)
+    old = incident.get_severity_display()
+    incident.severity = severity
+    fields = ["severity"]
+    if incident.acknowledged_at is None and incident.sla_breached_at is None:
+        incident.ack_due_at = incident.detected_at + response_time(severity)
+        fields.append("ack_due_at")
+    incident.save(update_fields=fields)
+    timeline.record(
+        incident,
+        kind=EventKind.SEVERITY_CHANGED,
+        actor=actor,
+        old=old,
+        new=incident.get_severity_display(),
+        message=reason,
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_add_note(*, incident: Incident | int, actor: AbstractBaseUser, text: str) -> Incident:
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    text = _clean_text(text, field="Note", limit=MAX_NOTE)
+    timeline.record(incident, kind=EventKind.NOTE, actor=actor, message=text)
+    return incident
+
+
+@transaction.atomic
+def incident_set_checklist_item(
+    *, incident: Incident | int, actor: AbstractBaseUser, item_id: int, done: bool
+) -> Incident:
+    """Tick or untick one item. Setting (not toggling) makes a double click harmless."""
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    item = IncidentChecklistItem.objects.filter(incident=incident, pk=item_id).first()
+    if item is None:
+        raise ActionRefused("That checklist item does not belong to this incident.")
+    if item.done == done:
+        return incident
+    item.done_at = timezone.now() if done else None
+    item.done_by = actor if done else None  # type: ignore[assignment]
+    item.save(update_fields=["done_at", "done_by"])
+    timeline.record(
+        incident,
+        kind=EventKind.CHECKLIST_ITEM,
+        actor=actor,
+        old="done" if not done else "open",
+        new="done" if done else "open",
+        message=item.text,
+        data={"item": item.pk, "checklist": item.kind},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_edit(
+    *,
+    incident: Incident | int,
+    actor: AbstractBaseUser,
+    title: str,
+    description: str,
+    affected_components: Iterable[str],
+) -> Incident:
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    new = {
+        "title": _clean_text(title, field="Title", limit=200),
+        "description": (description or "").strip(),
+        "affected_components": [c.strip()[:80] for c in affected_components if c and c.strip()],
+    }
+    changes = {f: [getattr(incident, f), v] for f, v in new.items() if getattr(incident, f) != v}
+    if not changes:
+        return incident
+    for field, (_, value) in changes.items():
+        setattr(incident, field, value)
+    incident.save(update_fields=list(changes))
+    timeline.record(
+        incident,
+        kind=EventKind.EDITED,
+        actor=actor,
+        old=", ".join(changes),
+        message="Changed " + ", ".join(f.replace("_", " ") for f in changes),
+        data={"changes": changes},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_record_sla_breach(*, incident_id: int, now: datetime | None = None) -> bool:
+    """Record an unacknowledged incident's response-SLA breach, once. True if recorded now."""
+    now = now or timezone.now()
+    incident = _lock(incident_id)
+    if (
+        incident.acknowledged_at is not None
+        or incident.sla_breached_at is not None
+        or incident.ack_due_at > now
+        or not incident.is_open
+    ):
+        return False
+    incident.sla_breached_at = now
+    incident.save(update_fields=["sla_breached_at"])
+    overdue = int((now - incident.ack_due_at).total_seconds())
+    timeline.record(
+        incident,
+        kind=EventKind.SLA_BREACHED,
+        old=incident.ack_due_at.isoformat(),
+        message=f"Not acknowledged within the {incident.get_severity_display()} response time.",
+        data={"overdue_seconds": overdue},
+        at=now,
+    )
+    return True
+
+
+def sla_breaches_sweep(*, now: datetime | None = None) -> int:
+    """Find due, unacknowledged incidents and record each breach. Idempotent; returns how many."""
+    now = now or timezone.now()
+    due = Incident.objects.filter(
+        acknowledged_at__isnull=True, sla_breached_at__isnull=True, ack_due_at__lte=now
+    ).values_list("pk", flat=True)
+    return sum(incident_record_sla_breach(incident_id=pk, now=now) for pk in list(due[:500]))

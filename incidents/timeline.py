@@ -1,0 +1,39 @@
+"""The only code that creates timeline rows. Call it inside the service's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from incidents.models import EventKind, Incident, TimelineEvent
+
+
+def record(
+    incident: Incident,
+    *,
+    kind: EventKind,
+    actor: Any = None,
+    old: object = "",
+    new: object = "",
+    message: str = "",
+    data: dict[str, Any] | None = None,
+    at=None,  # type: ignore[no-untyped-def]
+) -> TimelineEvent:
+    """Append one event and move the incident's version to it (the live page watches the version)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("timeline.record must run inside the service's transaction")
+    event = TimelineEvent.objects.create(
+        incident=incident,
+        kind=kind,
+        actor=actor if getattr(actor, "pk", None) else None,
+        created_at=at or timezone.now(),
+        old_value=str(old)[:200],
+        new_value=str(new)[:200],
+        message=message,
+        data=data or {},
+    )
+    Incident.objects.filter(pk=incident.pk).update(version=event.pk)
+    incident.version = event.pk
+    return event

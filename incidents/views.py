@@ -1,0 +1,385 @@
+"""Console pages. Thin: read through selectors, write through services, render partials for htmx.
+
+Every mutation works twice: as htmx (answers with a fragment or 204 plus an `incident-changed`
+event that makes the live page refresh at once) and as a plain POST (redirect back, or the page
+again with the form's errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
+
+from incidents import forms, selectors, services
+from incidents.lifecycle import ACTION_LABELS, ActionRefused, allowed_targets
+from incidents.models import Incident, IncidentType, SeverityLevel, Status
+from incidents.triage import describe_answers
+
+CHANGED = "incident-changed"
+DETAIL = "incidents/incident_detail.html"
+
+
+# --- Home ---------------------------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def home(request: HttpRequest) -> HttpResponse:
+    form = forms.FilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    board = list(selectors.board_for(request.user, filters=filters)[:200])
+    closed_page = Paginator(selectors.closed_search(request.user, filters=filters), 25).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "form": form,
+        "board": board,
+        "closed_page": closed_page,
+        "counts": selectors.open_counts_by_severity(request.user),
+        "now": timezone.now(),
+        "can_declare": request.user.has_perm("incidents.add_incident"),
+        "querystring": request.GET.urlencode(),
+    }
+    template = "incidents/home.html#results" if request.htmx else "incidents/home.html"
+    return render(request, template, context)
+
+
+# --- Declare ------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def declare(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("incidents.add_incident"):
+        return _forbidden(request, "Declaring incidents needs the responder role.")
+    form = forms.DeclareForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            incident = services.incident_declare(
+                actor=request.user,  # type: ignore[arg-type]
+                title=form.cleaned_data["title"],
+                incident_type=form.cleaned_data["incident_type"],
+                severity=form.chosen_severity(),
+                description=form.cleaned_data["description"],
+                affected_components=forms.split_components(form.cleaned_data["affected_components"]),
+                decision_answers=form.decision_answers(),
+            )
+        except ActionRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{incident.reference} declared as {incident.get_severity_display()}.")
+            return redirect("incidents:detail", pk=incident.pk)
+    status = 422 if form.errors else 200
+    return render(request, "incidents/incident_declare.html", _declare_context(form), status=status)
+
+
+@require_GET
+def declare_suggest(request: HttpRequest) -> HttpResponse:
+    """The decision tree's suggestion for the answers so far (htmx fragment)."""
+    if not request.user.has_perm("incidents.add_incident"):
+        return _forbidden(request, "Declaring incidents needs the responder role.")
+    form = forms.DecisionTreeForm(request.GET)
+    form.is_valid()
+    return render(request, "incidents/incident_declare.html#suggestion", _declare_context(form))
+
+
+def _declare_context(form: Form) -> dict[str, Any]:
+    suggestion = None
+    if form.is_bound and form.is_valid() and form.tree_answered():  # type: ignore[attr-defined]
+        suggestion = form.suggestion()  # type: ignore[attr-defined]
+    return {"form": form, "suggestion": suggestion, "levels": SeverityLevel.objects.all()}
+
+
+# --- The live incident page ---------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = selectors.incident_get_for_user(request.user, pk)
+    return render(request, DETAIL, _detail_context(request, incident))
+
+
+@require_GET
+def poll(request: HttpRequest, pk: int) -> HttpResponse:
+    """'Has anything changed since version v?' One query and an empty 204 when not."""
+    try:
+        seen = int(request.GET.get("v", ""))
+    except ValueError:
+        seen = -1
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    state = selectors.poll_state(session_key=key, incident_id=pk) if key else None
+    if state is not None and state.version == seen:
+        if state.status == Status.CLOSED:
+            return HttpResponseStopPolling()
+        return HttpResponse(status=204)
+    # Changed, or the fast check could not vouch for the session: the full, checked path.
+    incident = selectors.incident_get_for_user(request.user, pk)
+    context = _detail_context(request, incident, new_events_after=max(seen, 0), oob=True)
+    return render(request, "incidents/incident_live.html", context)
+
+
+@require_GET
+def timeline(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = selectors.incident_get_for_user(request.user, pk)
+    before = request.GET.get("before")
+    qs = incident.events.select_related("actor").order_by("-id")
+    if before and before.isdigit():
+        qs = qs.filter(id__lt=int(before))
+    events = list(qs[: selectors.TIMELINE_PAGE])
+    return render(request, "incidents/incident_timeline.html", {"incident": incident, "events": events})
+
+
+def _detail_context(
+    request: HttpRequest,
+    incident: Incident,
+    *,
+    new_events_after: int | None = None,
+    oob: bool = False,
+    **forms_: Any,
+) -> dict[str, Any]:
+    perms = selectors.incident_permissions(request.user, incident)
+    checklists = selectors.checklists_for(incident)
+    pre_recovery = checklists["pre_recovery"]
+    level = SeverityLevel.objects.filter(level=incident.severity).first()
+    context: dict[str, Any] = {
+        "incident": incident,
+        "can": perms,
+        "level": level,
+        "checklists": checklists,
+        "pre_recovery_done": all(i.done for i in pre_recovery),
+        "targets": [(s, ACTION_LABELS[s]) for s in allowed_targets(incident.status)],
+        "events": selectors.timeline_for(incident, after=new_events_after),
+        "append_only": new_events_after is not None,
+        "answers": describe_answers(incident.decision_answers) if incident.decision_answers else None,
+        "now": timezone.now(),
+        "oob": oob,
+        "poll_ms": settings.LIVE_POLL_MS,
+    }
+    if not oob:
+        context |= {
+            "note_form": forms_.get("note_form") or forms.NoteForm(),
+            "severity_form": forms_.get("severity_form")
+            or forms.SeverityForm(initial={"severity": incident.severity}),
+            "commander_form": forms_.get("commander_form")
+            or forms.CommanderForm(
+                candidates=selectors.commander_candidates(), initial={"commander": incident.commander_id}
+            ),
+            "override_form": forms_.get("override_form") or forms.TransitionForm(),
+            "types": IncidentType.objects.all(),
+        }
+    return context
+
+
+# --- Actions ------------------------------------------------------------------------------
+
+
+def _act(
+    request: HttpRequest,
+    pk: int,
+    *,
+    perm: str,
+    form: Form,
+    run: Callable[[Incident, dict[str, Any]], Incident],
+    success: str,
+    partial: str | None = None,
+    form_name: str | None = None,
+) -> HttpResponse:
+    """Check permission, validate, run one service, answer for htmx or a plain browser."""
+    incident = selectors.incident_get_for_user(request.user, pk, perm=perm)
+    error: str | None = None
+    if form.is_valid():
+        try:
+            run(incident, form.cleaned_data)
+        except ActionRefused as exc:
+            error = str(exc)
+            form.add_error(None, error)
+    else:
+        error = "; ".join(
+            f"{'' if k == '__all__' else k + ': '}{' '.join(v)}" for k, v in form.errors.items()
+        )
+
+    if request.htmx:
+        if error is None:
+            response = (
+                render(request, f"{DETAIL}#{partial}", {"incident": incident, form_name: _fresh(form)})
+                if partial
+                else HttpResponse(status=204)
+            )
+            return trigger_client_event(response, CHANGED)
+        if partial:
+            return render(request, f"{DETAIL}#{partial}", {"incident": incident, form_name: form}, status=422)
+        response = render(request, "components/flash.html", {"error": error}, status=422)
+        return reswap(retarget(response, "#flash"), "innerHTML")
+
+    if error is None:
+        messages.success(request, success)
+        return HttpResponseRedirect(reverse("incidents:detail", args=[pk]))
+    incident.refresh_from_db()
+    if form_name:
+        context = _detail_context(request, incident, **{form_name: form})
+    else:
+        messages.error(request, error)
+        context = _detail_context(request, incident)
+    return TemplateResponse(request, DETAIL, context, status=422)
+
+
+def _fresh(form: Form) -> Form:
+    return form.__class__(
+        **({"candidates": form.fields["commander"].queryset} if "commander" in form.fields else {})
+    )  # type: ignore[attr-defined]
+
+
+@require_POST
+def acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(
+        request,
+        pk,
+        perm="incidents.act_on_incident",
+        form=Form(request.POST),
+        run=lambda i, d: services.incident_acknowledge(incident=i, actor=request.user),  # type: ignore[arg-type]
+        success="Acknowledged.",
+    )
+
+
+@require_POST
+def transition(request: HttpRequest, pk: int) -> HttpResponse:
+    form = forms.TransitionForm(request.POST)
+    override = bool(request.POST.get("override_reason", "").strip())
+    perm = "incidents.override_prerecovery" if override else "incidents.act_on_incident"
+    return _act(
+        request,
+        pk,
+        perm=perm,
+        form=form,
+        run=lambda i, d: services.incident_change_status(
+            incident=i,
+            actor=request.user,
+            to_status=d["to_status"],  # type: ignore[arg-type]
+            from_status=d["from_status"] or None,
+            override_reason=d["override_reason"],
+        ),
+        success="Status changed.",
+        partial="override_form" if override else None,
+        form_name="override_form" if override else None,
+    )
+
+
+@require_POST
+def change_severity(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(
+        request,
+        pk,
+        perm="incidents.act_on_incident",
+        form=forms.SeverityForm(request.POST),
+        run=lambda i, d: services.incident_change_severity(
+            incident=i,
+            actor=request.user,
+            severity=d["severity"],
+            reason=d["reason"],  # type: ignore[arg-type]
+        ),
+        success="Severity changed.",
+        partial="severity_form",
+        form_name="severity_form",
+    )
+
+
+@require_POST
+def assign_commander(request: HttpRequest, pk: int) -> HttpResponse:
+    form = forms.CommanderForm(request.POST, candidates=selectors.commander_candidates())
+    return _act(
+        request,
+        pk,
+        perm="incidents.act_on_incident",
+        form=form,
+        run=lambda i, d: services.incident_assign_commander(
+            incident=i,
+            actor=request.user,
+            commander=d["commander"],  # type: ignore[arg-type]
+        ),
+        success="Commander assigned.",
+        partial="commander_form",
+        form_name="commander_form",
+    )
+
+
+@require_POST
+def add_note(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(
+        request,
+        pk,
+        perm="incidents.act_on_incident",
+        form=forms.NoteForm(request.POST),
+        run=lambda i, d: services.incident_add_note(incident=i, actor=request.user, text=d["text"]),  # type: ignore[arg-type]
+        success="Note added.",
+        partial="note_form",
+        form_name="note_form",
+    )
+
+
+@require_POST
+def checklist_item(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(
+        request,
+        pk,
+        perm="incidents.act_on_incident",
+        form=forms.ChecklistItemForm(request.POST),
+        run=lambda i, d: services.incident_set_checklist_item(
+            incident=i,
+            actor=request.user,
+            item_id=d["item"],
+            done=d["done"],  # type: ignore[arg-type]
+        ),
+        success="Checklist updated.",
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def edit(request: HttpRequest, pk: int) -> HttpResponse:
+    incident = selectors.incident_get_for_user(request.user, pk, perm="incidents.change_incident")
+    if request.method == "POST":
+        form = forms.EditForm(request.POST)
+        if form.is_valid():
+            try:
+                services.incident_edit(
+                    incident=incident,
+                    actor=request.user,  # type: ignore[arg-type]
+                    title=form.cleaned_data["title"],
+                    description=form.cleaned_data["description"],
+                    affected_components=forms.split_components(form.cleaned_data["affected_components"]),
+                )
+            except ActionRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "Incident updated.")
+                return redirect("incidents:detail", pk=pk)
+    else:
+        form = forms.EditForm(
+            initial={
+                "title": incident.title,
+                "description": incident.description,
+                "affected_components": ", ".join(incident.affected_components),
+            }
+        )
+    return render(
+        request,
+        "incidents/incident_edit.html",
+        {"incident": incident, "form": form},
+        status=422 if form.errors else 200,
+    )
+
+
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "403.html", {"exception": message}, status=403)
