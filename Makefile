@@ -22,8 +22,12 @@ $(HTMX): package.json package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js $@
 
+staticfiles/.built: $(VENV)/.installed $(HTMX) $(shell find static -type f -not -path 'static/vendor/*')
+	$(PY) manage.py collectstatic --noinput -v0
+	touch $@
+
 .PHONY: build run test lint services chromium bench clean
-build: $(VENV)/.installed $(HTMX)
+build: $(VENV)/.installed $(HTMX) staticfiles/.built
 
 # Embedded default: SQLite and a filesystem broker under var/. Set DATABASE_URL and
 # CELERY_BROKER_URL to run on PostgreSQL and Redis instead.

@@ -100,7 +100,10 @@ class SeverityForm(forms.Form):
 
 
 class CommanderForm(forms.Form):
-    commander = forms.ModelChoiceField(queryset=None, empty_label="— choose —")  # type: ignore[arg-type]
+    commander: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
+        queryset=None,  # type: ignore[arg-type]
+        empty_label="— choose —",
+    )
 
     def __init__(self, *args: Any, candidates: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

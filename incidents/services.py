@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
@@ -67,7 +67,7 @@ def _username(user: Any) -> str:
 @transaction.atomic
 def incident_declare(
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     title: str,
     incident_type: IncidentType,
     severity: int,
@@ -125,7 +125,7 @@ def incident_declare(
 
 
 @transaction.atomic
-def incident_acknowledge(*, incident: Incident | int, actor: AbstractBaseUser) -> Incident:
+def incident_acknowledge(*, incident: Incident | int, actor: User) -> Incident:
     """Acknowledge once; a second acknowledgement changes nothing. A late one records the breach."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
@@ -151,7 +151,7 @@ def incident_acknowledge(*, incident: Incident | int, actor: AbstractBaseUser) -
 def incident_change_status(
     *,
     incident: Incident | int,
-    actor: AbstractBaseUser,
+    actor: User,
     to_status: str,
     from_status: str | None = None,
     override_reason: str = "",
@@ -198,9 +198,7 @@ def incident_change_status(
 
 
 @transaction.atomic
-def incident_assign_commander(
-    *, incident: Incident | int, actor: AbstractBaseUser, commander: AbstractBaseUser
-) -> Incident:
+def incident_assign_commander(*, incident: Incident | int, actor: User, commander: User) -> Incident:
     """Make `commander` the incident commander and give them object permission to edit it."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
@@ -230,7 +228,7 @@ def incident_assign_commander(
 
 @transaction.atomic
 def incident_change_severity(
-    *, incident: Incident | int, actor: AbstractBaseUser, severity: int, reason: str
+    *, incident: Incident | int, actor: User, severity: int, reason: str
 ) -> Incident:
     """Change severity with a reason. Before acknowledgement the deadline follows the new severity."""
     incident = _lock(incident)
@@ -259,7 +257,7 @@ def incident_change_severity(
 
 
 @transaction.atomic
-def incident_add_note(*, incident: Incident | int, actor: AbstractBaseUser, text: str) -> Incident:
+def incident_add_note(*, incident: Incident | int, actor: User, text: str) -> Incident:
     incident = _lock(incident)
     _refuse_if_closed(incident)
     text = _clean_text(text, field="Note", limit=MAX_NOTE)
@@ -269,7 +267,7 @@ def incident_add_note(*, incident: Incident | int, actor: AbstractBaseUser, text
 
 @transaction.atomic
 def incident_set_checklist_item(
-    *, incident: Incident | int, actor: AbstractBaseUser, item_id: int, done: bool
+    *, incident: Incident | int, actor: User, item_id: int, done: bool
 ) -> Incident:
     """Tick or untick one item. Setting (not toggling) makes a double click harmless."""
     incident = _lock(incident)
@@ -298,7 +296,7 @@ def incident_set_checklist_item(
 def incident_edit(
     *,
     incident: Incident | int,
-    actor: AbstractBaseUser,
+    actor: User,
     title: str,
     description: str,
     affected_components: Iterable[str],

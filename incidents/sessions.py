@@ -17,8 +17,6 @@ class SessionStore(DBStore):
 
     def create_model_instance(self, data: dict[str, Any]):  # type: ignore[no-untyped-def]
         obj = super().create_model_instance(data)
-        try:
-            obj.user_id = int(data.get(SESSION_KEY))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            obj.user_id = None
+        user_id = str(data.get(SESSION_KEY, ""))
+        obj.user_id = int(user_id) if user_id.isdigit() else None  # type: ignore[attr-defined]
         return obj

@@ -12,6 +12,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -22,6 +25,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
+from django_htmx.middleware import HtmxDetails
 
 from incidents import forms, selectors, services
 from incidents.lifecycle import ACTION_LABELS, ActionRefused, allowed_targets
@@ -29,6 +33,12 @@ from incidents.models import Incident, IncidentType, SeverityLevel, Status
 from incidents.triage import describe_answers
 
 CHANGED = "incident-changed"
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
 DETAIL = "incidents/incident_detail.html"
 
 
@@ -37,7 +47,7 @@ DETAIL = "incidents/incident_detail.html"
 
 @require_GET
 @vary_on_headers("HX-Request")
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     form = forms.FilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
     board = list(selectors.board_for(request.user, filters=filters)[:200])
@@ -61,14 +71,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def declare(request: HttpRequest) -> HttpResponse:
+def declare(request: HtmxHttpRequest) -> HttpResponse:
     if not request.user.has_perm("incidents.add_incident"):
         return _forbidden(request, "Declaring incidents needs the responder role.")
     form = forms.DeclareForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             incident = services.incident_declare(
-                actor=request.user,  # type: ignore[arg-type]
+                actor=_actor(request),
                 title=form.cleaned_data["title"],
                 incident_type=form.cleaned_data["incident_type"],
                 severity=form.chosen_severity(),
@@ -86,7 +96,7 @@ def declare(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def declare_suggest(request: HttpRequest) -> HttpResponse:
+def declare_suggest(request: HtmxHttpRequest) -> HttpResponse:
     """The decision tree's suggestion for the answers so far (htmx fragment)."""
     if not request.user.has_perm("incidents.add_incident"):
         return _forbidden(request, "Declaring incidents needs the responder role.")
@@ -107,13 +117,14 @@ def _declare_context(form: Form) -> dict[str, Any]:
 
 @require_GET
 @vary_on_headers("HX-Request")
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
+def detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     incident = selectors.incident_get_for_user(request.user, pk)
     return render(request, DETAIL, _detail_context(request, incident))
 
 
 @require_GET
-def poll(request: HttpRequest, pk: int) -> HttpResponse:
+@login_not_required  # Checked below: the fast path vouches for the session, else the full check runs.
+def poll(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """'Has anything changed since version v?' One query and an empty 204 when not."""
     try:
         seen = int(request.GET.get("v", ""))
@@ -126,13 +137,15 @@ def poll(request: HttpRequest, pk: int) -> HttpResponse:
             return HttpResponseStopPolling()
         return HttpResponse(status=204)
     # Changed, or the fast check could not vouch for the session: the full, checked path.
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     incident = selectors.incident_get_for_user(request.user, pk)
     context = _detail_context(request, incident, new_events_after=max(seen, 0), oob=True)
     return render(request, "incidents/incident_live.html", context)
 
 
 @require_GET
-def timeline(request: HttpRequest, pk: int) -> HttpResponse:
+def timeline(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     incident = selectors.incident_get_for_user(request.user, pk)
     before = request.GET.get("before")
     qs = incident.events.select_related("actor").order_by("-id")
@@ -143,7 +156,7 @@ def timeline(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _detail_context(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     incident: Incident,
     *,
     new_events_after: int | None = None,
@@ -187,7 +200,7 @@ def _detail_context(
 
 
 def _act(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     pk: int,
     *,
     perm: str,
@@ -195,9 +208,12 @@ def _act(
     run: Callable[[Incident, dict[str, Any]], Incident],
     success: str,
     partial: str | None = None,
-    form_name: str | None = None,
 ) -> HttpResponse:
-    """Check permission, validate, run one service, answer for htmx or a plain browser."""
+    """Check permission, validate, run one service, answer for htmx or a plain browser.
+
+    `partial` names the form's own fragment (and its context variable): htmx gets it back fresh on
+    success and with its errors on failure. Button-only forms answer 204, or an error in #flash.
+    """
     incident = selectors.incident_get_for_user(request.user, pk, perm=perm)
     error: str | None = None
     if form.is_valid():
@@ -208,19 +224,20 @@ def _act(
             form.add_error(None, error)
     else:
         error = "; ".join(
-            f"{'' if k == '__all__' else k + ': '}{' '.join(v)}" for k, v in form.errors.items()
+            f"{'' if k == '__all__' else k + ': '}{' '.join(str(e) for e in v)}"
+            for k, v in form.errors.items()
         )
 
     if request.htmx:
         if error is None:
             response = (
-                render(request, f"{DETAIL}#{partial}", {"incident": incident, form_name: _fresh(form)})
+                render(request, f"{DETAIL}#{partial}", {"incident": incident, partial: _fresh(form)})
                 if partial
                 else HttpResponse(status=204)
             )
             return trigger_client_event(response, CHANGED)
         if partial:
-            return render(request, f"{DETAIL}#{partial}", {"incident": incident, form_name: form}, status=422)
+            return render(request, f"{DETAIL}#{partial}", {"incident": incident, partial: form}, status=422)
         response = render(request, "components/flash.html", {"error": error}, status=422)
         return reswap(retarget(response, "#flash"), "innerHTML")
 
@@ -228,8 +245,8 @@ def _act(
         messages.success(request, success)
         return HttpResponseRedirect(reverse("incidents:detail", args=[pk]))
     incident.refresh_from_db()
-    if form_name:
-        context = _detail_context(request, incident, **{form_name: form})
+    if partial:
+        context = _detail_context(request, incident, bound={partial: form})
     else:
         messages.error(request, error)
         context = _detail_context(request, incident)
@@ -237,25 +254,26 @@ def _act(
 
 
 def _fresh(form: Form) -> Form:
-    return form.__class__(
-        **({"candidates": form.fields["commander"].queryset} if "commander" in form.fields else {})
-    )  # type: ignore[attr-defined]
+    """An empty copy of a submitted form, to hand back after success."""
+    if isinstance(form, forms.CommanderForm):
+        return forms.CommanderForm(candidates=selectors.commander_candidates())
+    return form.__class__()
 
 
 @require_POST
-def acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+def acknowledge(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
         perm="incidents.act_on_incident",
         form=Form(request.POST),
-        run=lambda i, d: services.incident_acknowledge(incident=i, actor=request.user),  # type: ignore[arg-type]
+        run=lambda i, d: services.incident_acknowledge(incident=i, actor=_actor(request)),
         success="Acknowledged.",
     )
 
 
 @require_POST
-def transition(request: HttpRequest, pk: int) -> HttpResponse:
+def transition(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = forms.TransitionForm(request.POST)
     override = bool(request.POST.get("override_reason", "").strip())
     perm = "incidents.override_prerecovery" if override else "incidents.act_on_incident"
@@ -266,19 +284,18 @@ def transition(request: HttpRequest, pk: int) -> HttpResponse:
         form=form,
         run=lambda i, d: services.incident_change_status(
             incident=i,
-            actor=request.user,
-            to_status=d["to_status"],  # type: ignore[arg-type]
+            actor=_actor(request),
+            to_status=d["to_status"],
             from_status=d["from_status"] or None,
             override_reason=d["override_reason"],
         ),
         success="Status changed.",
         partial="override_form" if override else None,
-        form_name="override_form" if override else None,
     )
 
 
 @require_POST
-def change_severity(request: HttpRequest, pk: int) -> HttpResponse:
+def change_severity(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
@@ -286,18 +303,17 @@ def change_severity(request: HttpRequest, pk: int) -> HttpResponse:
         form=forms.SeverityForm(request.POST),
         run=lambda i, d: services.incident_change_severity(
             incident=i,
-            actor=request.user,
+            actor=_actor(request),
             severity=d["severity"],
-            reason=d["reason"],  # type: ignore[arg-type]
+            reason=d["reason"],
         ),
         success="Severity changed.",
         partial="severity_form",
-        form_name="severity_form",
     )
 
 
 @require_POST
-def assign_commander(request: HttpRequest, pk: int) -> HttpResponse:
+def assign_commander(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = forms.CommanderForm(request.POST, candidates=selectors.commander_candidates())
     return _act(
         request,
@@ -306,31 +322,29 @@ def assign_commander(request: HttpRequest, pk: int) -> HttpResponse:
         form=form,
         run=lambda i, d: services.incident_assign_commander(
             incident=i,
-            actor=request.user,
-            commander=d["commander"],  # type: ignore[arg-type]
+            actor=_actor(request),
+            commander=d["commander"],
         ),
         success="Commander assigned.",
         partial="commander_form",
-        form_name="commander_form",
     )
 
 
 @require_POST
-def add_note(request: HttpRequest, pk: int) -> HttpResponse:
+def add_note(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
         perm="incidents.act_on_incident",
         form=forms.NoteForm(request.POST),
-        run=lambda i, d: services.incident_add_note(incident=i, actor=request.user, text=d["text"]),  # type: ignore[arg-type]
+        run=lambda i, d: services.incident_add_note(incident=i, actor=_actor(request), text=d["text"]),  # type: ignore[arg-type]
         success="Note added.",
         partial="note_form",
-        form_name="note_form",
     )
 
 
 @require_POST
-def checklist_item(request: HttpRequest, pk: int) -> HttpResponse:
+def checklist_item(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
@@ -338,16 +352,16 @@ def checklist_item(request: HttpRequest, pk: int) -> HttpResponse:
         form=forms.ChecklistItemForm(request.POST),
         run=lambda i, d: services.incident_set_checklist_item(
             incident=i,
-            actor=request.user,
+            actor=_actor(request),
             item_id=d["item"],
-            done=d["done"],  # type: ignore[arg-type]
+            done=d["done"],
         ),
         success="Checklist updated.",
     )
 
 
 @require_http_methods(["GET", "POST"])
-def edit(request: HttpRequest, pk: int) -> HttpResponse:
+def edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     incident = selectors.incident_get_for_user(request.user, pk, perm="incidents.change_incident")
     if request.method == "POST":
         form = forms.EditForm(request.POST)
@@ -355,7 +369,7 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 services.incident_edit(
                     incident=incident,
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=_actor(request),
                     title=form.cleaned_data["title"],
                     description=form.cleaned_data["description"],
                     affected_components=forms.split_components(form.cleaned_data["affected_components"]),
@@ -381,5 +395,11 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+def _actor(request: HtmxHttpRequest) -> User:
+    """The logged-in user (every view but the poll's fast path runs behind LoginRequiredMiddleware)."""
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _forbidden(request: HtmxHttpRequest, message: str) -> HttpResponse:
     return render(request, "403.html", {"exception": message}, status=403)

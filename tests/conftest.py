@@ -1,53 +1,66 @@
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 
-from tests.incidents.factories import UserFactory, declare
+from tests.incidents.factories import declare, make_user
 
 
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings: Any) -> None:
     # Real hashing is deliberately slow; tests check permissions, not key stretching.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The suite (and the live server of the browser tests) speaks plain HTTP.
+    settings.SECURE_SSL_REDIRECT = False
+    # Serve static files from the source tree (no collectstatic manifest in tests).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture(autouse=True)
 def _playbook(db: None) -> None:
     """Every test sees the playbook loaded, as `make run` leaves it."""
     call_command("load_playbook", verbosity=0)
+    if not Group.objects.exists():
+        # A transactional test's flush empties tables that migrations filled; put the roles back.
+        importlib.import_module("incidents.migrations.0002_roles").create_roles(apps, None)
 
 
 @pytest.fixture
 def viewer() -> Any:
-    return UserFactory(username="viewer", role="viewer")
+    return make_user(username="viewer", role="viewer")
 
 
 @pytest.fixture
 def responder() -> Any:
-    return UserFactory(username="responder", role="responder")
+    return make_user(username="responder", role="responder")
 
 
 @pytest.fixture
 def lead() -> Any:
-    return UserFactory(username="lead", role="lead")
+    return make_user(username="lead", role="lead")
 
 
 @pytest.fixture
 def executive() -> Any:
-    return UserFactory(username="executive", role="executive")
+    return make_user(username="executive", role="executive")
 
 
 @pytest.fixture
 def admin_user() -> Any:
-    return UserFactory(username="admin", role="admin", is_staff=True)
+    return make_user(username="admin", role="admin", is_staff=True)
 
 
 @pytest.fixture
 def norole() -> Any:
-    return UserFactory(username="norole")
+    return make_user(username="norole")
 
 
 @pytest.fixture
@@ -60,6 +73,6 @@ def commander(incident: Any, lead: Any) -> Any:
     """A responder who commands `incident` (and so holds its object permissions)."""
     from incidents import services
 
-    user = UserFactory(username="commander", role="responder")
+    user = make_user(username="commander", role="responder")
     services.incident_assign_commander(incident=incident, actor=lead, commander=user)
     return user

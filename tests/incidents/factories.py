@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import factory
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 
 from incidents import services
 from incidents.models import Incident, IncidentType, Severity
@@ -14,7 +13,7 @@ PASSWORD = "correct-horse-battery-staple"
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = get_user_model()
+        model = User
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
@@ -26,6 +25,11 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.groups.add(Group.objects.get(name=extracted))  # type: ignore[attr-defined]
 
 
+def make_user(**kwargs: Any) -> User:
+    """A saved user; `role=` names the group (viewer, responder, lead, executive, admin)."""
+    return cast(User, UserFactory(**kwargs))
+
+
 def incident_type(slug: str = "other") -> IncidentType:
     return IncidentType.objects.get(slug=slug)
 
@@ -35,7 +39,7 @@ def declare(
 ) -> Incident:
     """Incidents are created through the service, as in production (checklists and timeline included)."""
     if actor is None:
-        actor = UserFactory(role="responder")
+        actor = make_user(role="responder")
     kwargs.setdefault("title", "Something is wrong")
     return services.incident_declare(
         actor=actor, incident_type=incident_type(type_slug), severity=severity, **kwargs

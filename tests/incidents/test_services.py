@@ -19,7 +19,7 @@ from incidents.models import (
     Status,
     TimelineEvent,
 )
-from tests.incidents.factories import UserFactory, declare
+from tests.incidents.factories import declare, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +70,7 @@ def test_declare_refuses_future_detection(responder):
 
 def test_acknowledge_twice_records_once(incident, responder):
     services.incident_acknowledge(incident=incident, actor=responder)
-    services.incident_acknowledge(incident=incident, actor=UserFactory(role="responder"))
+    services.incident_acknowledge(incident=incident, actor=make_user(role="responder"))
     incident.refresh_from_db()
     assert incident.acknowledged_by == responder
     assert [e.kind for e in events(incident)] == [EventKind.DECLARED, EventKind.ACKNOWLEDGED]
@@ -80,14 +80,15 @@ def _ready(incident: Incident, status: str, actor) -> Incident:
     """Bring a fresh incident into `status` through the services."""
     services.incident_acknowledge(incident=incident, actor=actor)
     services.incident_assign_commander(incident=incident, actor=actor, commander=actor)
-    path = {
+    steps: dict[str, list[str]] = {
         Status.TRIAGE: [],
         Status.INVESTIGATING: [Status.INVESTIGATING],
         Status.MITIGATING: [Status.MITIGATING],
         Status.MONITORING: [Status.INVESTIGATING, Status.MONITORING],
         Status.RESOLVED: [Status.RESOLVED],
         Status.CLOSED: [Status.RESOLVED, Status.CLOSED],
-    }[status]
+    }
+    path = steps[status]
     for step in path:
         services.incident_change_status(incident=incident, actor=actor, to_status=step)
     incident.refresh_from_db()
@@ -226,8 +227,8 @@ def test_change_severity_needs_reason_and_moves_the_deadline(incident, responder
 
 
 def test_commander_gets_object_permission_and_the_previous_loses_it(incident, lead):
-    first = UserFactory(role="responder")
-    second = UserFactory(role="responder")
+    first = make_user(role="responder")
+    second = make_user(role="responder")
     services.incident_assign_commander(incident=incident, actor=lead, commander=first)
     assert first.has_perm("incidents.change_incident", incident)
     assert not first.has_perm("incidents.change_incident")

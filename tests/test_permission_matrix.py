@@ -1,0 +1,184 @@
+"""Every URL of the project, for anonymous and every persona: redirect to login, 403/404, or allowed.
+
+A URL without a row here fails `test_every_url_has_a_row`, so the matrix grows with the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from incidents import services
+from incidents.models import Checklist, ChecklistKind, IncidentType, Severity
+from tests.incidents.factories import declare, make_user
+
+pytestmark = pytest.mark.django_db
+
+PERSONAS = ("anonymous", "norole", "viewer", "responder", "commander", "lead", "executive", "admin")
+LOGIN = "login"  # expected: 302 to the login page
+OK = "ok"  # expected: 200, 204, or 302 back into the console
+
+
+@dataclass
+class Row:
+    name: str
+    method: str
+    expect: dict[str, Any]
+    data: Any = field(default=None)  # callable(incident) -> dict
+    query: Any = field(default=None)
+    label: str = ""
+
+
+def roles(**by_persona: Any) -> dict[str, Any]:
+    return {"anonymous": LOGIN, **by_persona}
+
+
+EVERYONE = roles(norole=OK, viewer=OK, responder=OK, commander=OK, lead=OK, executive=OK, admin=OK)
+SEE = roles(norole=404, viewer=OK, responder=OK, commander=OK, lead=OK, executive=OK, admin=OK)
+DECLARE = roles(norole=403, viewer=403, responder=OK, commander=OK, lead=OK, executive=403, admin=OK)
+ACT = roles(norole=404, viewer=403, responder=OK, commander=OK, lead=OK, executive=403, admin=OK)
+EDIT = roles(norole=404, viewer=403, responder=403, commander=OK, lead=OK, executive=403, admin=OK)
+OVERRIDE = roles(norole=404, viewer=403, responder=403, commander=403, lead=OK, executive=403, admin=OK)
+POST_ONLY = roles(norole=405, viewer=405, responder=405, commander=405, lead=405, executive=405, admin=405)
+
+
+def _type_pk(_: Any) -> dict[str, Any]:
+    return {"title": "x", "incident_type": IncidentType.objects.get(slug="other").pk, "severity": "3"}
+
+
+ROWS = [
+    Row("incidents:home", "get", EVERYONE),
+    Row("incidents:declare", "get", DECLARE),
+    Row("incidents:declare", "post", DECLARE, data=_type_pk),
+    Row("incidents:declare_suggest", "get", DECLARE),
+    Row("incidents:detail", "get", SEE),
+    Row("incidents:poll", "get", SEE, query=lambda i: {"v": i.version}),
+    Row("incidents:timeline", "get", SEE),
+    Row("incidents:edit", "get", EDIT),
+    Row(
+        "incidents:edit",
+        "post",
+        EDIT,
+        data=lambda i: {"title": "renamed", "description": "", "affected_components": ""},
+    ),
+    Row("incidents:acknowledge", "post", ACT, data=lambda i: {}),
+    Row("incidents:acknowledge", "get", POST_ONLY, label="get"),
+    Row(
+        "incidents:transition", "post", ACT, data=lambda i: {"to_status": "resolved", "from_status": "triage"}
+    ),
+    Row(
+        "incidents:transition",
+        "post",
+        OVERRIDE,
+        label="override",
+        data=lambda i: {"to_status": "resolved", "override_reason": "exchange is back"},
+    ),
+    Row("incidents:severity", "post", ACT, data=lambda i: {"severity": "1", "reason": "orders failing"}),
+    Row("incidents:commander", "post", ACT, data=lambda i: {"commander": i.commander_id}),
+    Row("incidents:note", "post", ACT, data=lambda i: {"text": "looking"}),
+    Row(
+        "incidents:checklist",
+        "post",
+        ACT,
+        data=lambda i: {"item": i.checklist_items.filter(kind=ChecklistKind.TRIAGE).first().pk, "done": "1"},
+    ),
+    Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
+    Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
+]
+
+
+def _all_url_names(patterns: list[Any] | None = None, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for p in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(p, URLResolver):
+            if p.app_name == "admin":
+                continue  # Django admin: covered by test_admin_needs_staff below.
+            ns = f"{p.namespace}:" if p.namespace else prefix
+            names |= _all_url_names(p.url_patterns, ns)
+        elif isinstance(p, URLPattern) and p.name:
+            names.add(prefix + p.name)
+    return names
+
+
+def test_every_url_has_a_row():
+    assert _all_url_names() == {r.name for r in ROWS}
+
+
+def _persona(name: str, incident: Any) -> Any:
+    if name == "anonymous":
+        return None
+    if name == "commander":
+        user = make_user(role="responder")
+        services.incident_assign_commander(incident=incident, actor=user, commander=user)
+        return user
+    if name == "norole":
+        return make_user()
+    return make_user(role=name, is_staff=name == "admin")
+
+
+def _params():
+    for row in ROWS:
+        for persona in PERSONAS:
+            yield pytest.param(
+                row, persona, id=f"{row.name}-{row.method}{'-' + row.label if row.label else ''}-{persona}"
+            )
+
+
+@pytest.mark.parametrize(("row", "persona"), list(_params()))
+def test_matrix(client, row: Row, persona: str):
+    owner = make_user(role="responder")
+    incident = declare(owner, severity=Severity.SEV4)
+    services.incident_acknowledge(incident=incident, actor=owner)
+    services.incident_assign_commander(incident=incident, actor=owner, commander=owner)
+    user = _persona(persona, incident)
+    incident.refresh_from_db()
+    if user is not None:
+        client.force_login(user)
+    needs_pk = row.name.startswith("incidents:") and row.name not in (
+        "incidents:home",
+        "incidents:declare",
+        "incidents:declare_suggest",
+    )
+    url = reverse(row.name, args=[incident.pk] if needs_pk else [])
+    kwargs = {"data": row.query(incident)} if row.query else {}
+    if row.method == "post":
+        response = client.post(url, row.data(incident) if row.data else {})
+    else:
+        response = client.get(url, **kwargs)
+
+    expected = row.expect[persona]
+    if expected == LOGIN:
+        assert response.status_code == 302, response.status_code
+        assert response.url.startswith(reverse("login")), response.url
+    elif expected == OK:
+        assert response.status_code in (200, 204, 302), response.status_code
+        if response.status_code == 302:
+            assert not response.url.startswith(reverse("login")), response.url
+    else:
+        assert response.status_code == expected
+
+
+@pytest.mark.parametrize(
+    ("persona", "expected"), [("anonymous", 302), ("responder", 302), ("lead", 302), ("admin", 200)]
+)
+def test_admin_needs_staff(client, persona, expected):
+    if persona != "anonymous":
+        client.force_login(make_user(role=persona, is_staff=persona == "admin"))
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == expected
+    if expected == 302:
+        assert "/admin/login/" in response.url
+
+
+def test_admin_role_can_edit_playbook_data_in_admin(client):
+    client.force_login(make_user(role="admin", is_staff=True))
+    assert client.get(reverse("admin:incidents_incidenttype_changelist")).status_code == 200
+    assert (
+        client.get(
+            reverse("admin:incidents_checklist_change", args=[Checklist.objects.first().pk])
+        ).status_code
+        == 200
+    )
