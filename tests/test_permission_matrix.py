@@ -182,3 +182,24 @@ def test_admin_role_can_edit_playbook_data_in_admin(client):
         ).status_code
         == 200
     )
+
+
+def test_admin_edits_runbook_steps_one_per_line(client):
+    from incidents.models import IncidentType
+
+    client.force_login(make_user(role="admin", is_staff=True))
+    other = IncidentType.objects.get(slug="other")
+    response = client.post(
+        reverse("admin:incidents_incidenttype_change", args=[other.pk]),
+        {
+            "slug": "other",
+            "name": "Other",
+            "playbook_section": "",
+            "kill_switch_reason": "",
+            "runbook_steps": "Look around\r\n\r\n  Write it down  \r\n",
+            "position": "9",
+        },
+    )
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert other.runbook_steps == ["Look around", "Write it down"]
