@@ -40,6 +40,7 @@ class HtmxHttpRequest(HttpRequest):
 
 
 DETAIL = "incidents/incident_detail.html"
+BOARD_ROWS, BOARD_ALL = 50, 1000
 
 
 # --- Home ---------------------------------------------------------------------------------
@@ -50,13 +51,16 @@ DETAIL = "incidents/incident_detail.html"
 def home(request: HtmxHttpRequest) -> HttpResponse:
     form = forms.FilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
-    board = list(selectors.board_for(request.user, filters=filters)[:200])
+    # The most urgent first; a long board costs render time at the moment it matters most.
+    limit = BOARD_ALL if request.GET.get("all") else BOARD_ROWS
+    board = list(selectors.board_for(request.user, filters=filters)[: limit + 1])
     closed_page = Paginator(selectors.closed_search(request.user, filters=filters), 25).get_page(
         request.GET.get("page")
     )
     context = {
         "form": form,
-        "board": board,
+        "board": board[:limit],
+        "board_more": len(board) > limit,
         "closed_page": closed_page,
         "counts": selectors.open_counts_by_severity(request.user),
         "now": timezone.now(),

@@ -348,3 +348,17 @@ class TestHome:
     def test_bad_filter_values_do_not_error(self, client, responder):
         client.force_login(responder)
         assert client.get(url("home"), {"severity": "x", "type": "nope", "status": "gone"}).status_code == 200
+
+
+def test_board_shows_the_most_urgent_50_and_offers_all(client, responder):
+    from incidents import views
+
+    for i in range(views.BOARD_ROWS + 2):
+        declare(responder, severity=1 if i == views.BOARD_ROWS + 1 else 4, title=f"n{i}")
+    client.force_login(responder)
+    response = client.get(url("home"))
+    board = response.context["board"]
+    assert len(board) == views.BOARD_ROWS and board[0].severity == 1 and response.context["board_more"]
+    assert "Show all open incidents" in response.content.decode()
+    response = client.get(url("home"), {"all": "1"})
+    assert len(response.context["board"]) == views.BOARD_ROWS + 2 and not response.context["board_more"]
