@@ -222,7 +222,7 @@ def _act(
     error: str | None = None
     if form.is_valid():
         try:
-            run(incident, form.cleaned_data)
+            incident = run(incident, form.cleaned_data)
         except ActionRefused as exc:
             error = str(exc)
             form.add_error(None, error)
@@ -235,7 +235,9 @@ def _act(
     if request.htmx:
         if error is None:
             response = (
-                render(request, f"{DETAIL}#{partial}", {"incident": incident, partial: _fresh(form)})
+                render(
+                    request, f"{DETAIL}#{partial}", {"incident": incident, partial: _fresh(form, incident)}
+                )
                 if partial
                 else HttpResponse(status=204)
             )
@@ -257,10 +259,14 @@ def _act(
     return TemplateResponse(request, DETAIL, context, status=422)
 
 
-def _fresh(form: Form) -> Form:
-    """An empty copy of a submitted form, to hand back after success."""
+def _fresh(form: Form, incident: Incident) -> Form:
+    """An empty copy of a submitted form, showing the incident's current values."""
     if isinstance(form, forms.CommanderForm):
-        return forms.CommanderForm(candidates=selectors.commander_candidates())
+        return forms.CommanderForm(
+            candidates=selectors.commander_candidates(), initial={"commander": incident.commander_id}
+        )
+    if isinstance(form, forms.SeverityForm):
+        return forms.SeverityForm(initial={"severity": incident.severity})
     return form.__class__()
 
 

@@ -1,32 +1,44 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test.utils import override_settings
 
 from tests.incidents.factories import declare, make_user
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    # Real hashing is deliberately slow; tests check permissions, not key stretching.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # The suite (and the live server of the browser tests) speaks plain HTTP.
-    settings.SECURE_SSL_REDIRECT = False
-    # Serve static files from the source tree (no collectstatic manifest in tests).
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+@pytest.fixture(scope="session", autouse=True)
+def _test_settings() -> Iterator[None]:
+    """Plain HTTP, static files from the source tree, fast password hashing.
+
+    Session-scoped so it is in place before the browser tests' live server starts: SecurityMiddleware
+    reads SECURE_SSL_REDIRECT once, when the server thread builds its handler.
+    """
+    override = override_settings(
+        SECURE_SSL_REDIRECT=False,
+        SESSION_COOKIE_SECURE=False,
+        CSRF_COOKIE_SECURE=False,
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+        # Real hashing is deliberately slow; tests check permissions, not key stretching.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    )
+    override.enable()
+    yield
+    override.disable()
 
 
 @pytest.fixture(autouse=True)
 def _playbook(db: None) -> None:
-    """Every test sees the playbook loaded, as `make run` leaves it."""
+    """Every test sees the playbook and the roles, as `make run` leaves them."""
     call_command("load_playbook", verbosity=0)
     if not Group.objects.exists():
         # A transactional test's flush empties tables that migrations filled; put the roles back.

@@ -242,7 +242,7 @@ class TestLivePage:
             assert region in body
         assert 'hx-swap-oob="afterbegin:#timeline-list"' in body
         assert body.count('class="event ') == 2
-        assert body.index("first new") < body.index("second new")  # prepended in order: newest ends on top
+        assert body.index("second new") < body.index("first new")  # one block, newest first, goes on top
         incident.refresh_from_db()
         assert f'value="{incident.version}"' in body
 
@@ -362,3 +362,11 @@ def test_board_shows_the_most_urgent_50_and_offers_all(client, responder):
     assert "Show all open incidents" in response.content.decode()
     response = client.get(url("home"), {"all": "1"})
     assert len(response.context["board"]) == views.BOARD_ROWS + 2 and not response.context["board_more"]
+
+
+def test_fresh_forms_after_htmx_show_current_values(client, responder, incident):
+    client.force_login(responder)
+    body = client.post(url("severity", incident), {"severity": "2", "reason": "worse"}, **HX).content.decode()
+    assert '<option value="2" selected>' in body
+    body = client.post(url("commander", incident), {"commander": responder.pk}, **HX).content.decode()
+    assert f'<option value="{responder.pk}" selected>' in body
