@@ -180,7 +180,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # How often the live incident page asks "has anything changed?" (milliseconds).
-LIVE_POLL_MS = env.int("LIVE_POLL_MS", default=2000)
+LIVE_POLL_MS = env.int("LIVE_POLL_MS", default=1500)
 
 LOGGING = {
     "version": 1,

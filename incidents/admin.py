@@ -33,6 +33,19 @@ def lines_form(model: type, *fields: str) -> type[forms.ModelForm]:
     )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable, never editable here: these rows change only through the console's services."""
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
 @admin.register(SeverityLevel)
 class SeverityLevelAdmin(admin.ModelAdmin):
     form = lines_form(SeverityLevel, "examples")
@@ -53,34 +66,16 @@ class ChecklistAdmin(admin.ModelAdmin):
 
 
 @admin.register(Incident)
-class IncidentAdmin(GuardedModelAdmin):
+class IncidentAdmin(ReadOnlyAdmin, GuardedModelAdmin):
     """Read-only here: incidents change only through the console's services (and their timeline)."""
 
     list_display = ["id", "title", "severity", "status", "commander", "detected_at", "is_drill"]
     list_filter = ["status", "severity", "incident_type", "is_drill"]
     search_fields = ["title"]
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
 
 @admin.register(TimelineEvent)
-class TimelineEventAdmin(admin.ModelAdmin):
+class TimelineEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "incident", "kind", "actor", "created_at", "old_value", "new_value"]
     list_filter = ["kind"]
     list_select_related = ["incident", "actor"]
-
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False

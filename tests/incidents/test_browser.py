@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# How long a second browser may take to show a change (the page polls every LIVE_POLL_MS = 2 s).
+# How long a second browser may take to show a change (the page polls every LIVE_POLL_MS = 1.5 s).
 LIVE_MS = 3000
 # Everything else: generous for a loaded CI machine, short enough that a failure is quick.
 STEP_MS = 8000
