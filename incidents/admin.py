@@ -4,7 +4,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from guardian.admin import GuardedModelAdmin
 
 from incidents.models import Checklist, Incident, IncidentType, SeverityLevel, TimelineEvent
 
@@ -66,7 +65,7 @@ class ChecklistAdmin(admin.ModelAdmin):
 
 
 @admin.register(Incident)
-class IncidentAdmin(ReadOnlyAdmin, GuardedModelAdmin):
+class IncidentAdmin(ReadOnlyAdmin):
     """Read-only here: incidents change only through the console's services (and their timeline)."""
 
     list_display = ["id", "title", "severity", "status", "commander", "detected_at", "is_drill"]
