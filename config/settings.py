@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "guardian",
     "incidents",
+    "killswitch",
 ]
 
 MIDDLEWARE = [
@@ -47,6 +48,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "killswitch.middleware.audit_actor",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -63,6 +65,7 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "killswitch.context_processors.killswitch",
             ],
         },
     },
@@ -188,4 +191,31 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# Kill switch. Targets: `name=file:PATH` or `name=http://risk:8002`, `;`-separated, production first.
+_default_state_file = env.str(
+    "CDB_KILL_SWITCH_STATE_FILE", default="var/cdb/production/.cdb_kill_switch.state"
+)
+KILLSWITCH_TARGETS = env.str(
+    "KILLSWITCH_TARGETS",
+    default=f"production=file:{_default_state_file};drill=file:var/cdb/drill/.cdb_kill_switch.state",
+)
+KILLSWITCH_HTTP_TIMEOUT = env.float("KILLSWITCH_HTTP_TIMEOUT", default=3.0)
+KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
+KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
+KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)
+# Keys the audit chain's HMAC. Keep it outside the database (and stable: changing it breaks verification).
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default=f"audit:{SECRET_KEY}")
+CELERY_BEAT_SCHEDULE |= {
+    "killswitch-reconcile": {
+        "task": "killswitch.tasks.reconcile_targets",
+        "schedule": KILLSWITCH_RECONCILE_SECONDS,
+        "options": {"expires": KILLSWITCH_RECONCILE_SECONDS},
+    },
+    "killswitch-expire-resume-requests": {
+        "task": "killswitch.tasks.expire_resume_requests",
+        "schedule": 30.0,
+        "options": {"expires": 60},
+    },
 }

@@ -44,6 +44,7 @@ class EventKind(models.TextChoices):
     CHECKLIST_ITEM = "checklist_item", "Checklist"
     EDITED = "edited", "Edited"
     SLA_BREACHED = "sla_breached", "Response SLA breached"
+    KILL_SWITCH = "kill_switch", "Kill switch"
 
 
 # --- The playbook as data (loaded from incidents/data/playbook.yaml, editable in admin) ---

@@ -326,6 +326,16 @@ def incident_edit(
 
 
 @transaction.atomic
+def incident_record_kill_switch(
+    *, incident: Incident | int, actor: User | None, message: str, data: dict[str, Any]
+) -> Incident:
+    """A kill-switch change linked to this incident (also on closed ones: the record matters most)."""
+    incident = _lock(incident)
+    timeline.record(incident, kind=EventKind.KILL_SWITCH, actor=actor, message=message, data=data)
+    return incident
+
+
+@transaction.atomic
 def incident_record_sla_breach(*, incident_id: int, now: datetime | None = None) -> bool:
     """Record an unacknowledged incident's response-SLA breach, once. True if recorded now."""
     now = now or timezone.now()

@@ -43,6 +43,7 @@ def _playbook(db: None) -> None:
     if not Group.objects.exists():
         # A transactional test's flush empties tables that migrations filled; put the roles back.
         importlib.import_module("incidents.migrations.0002_roles").create_roles(apps, None)
+        importlib.import_module("killswitch.migrations.0002_roles_and_append_only").grant(apps, None)
 
 
 @pytest.fixture

@@ -38,6 +38,19 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo users exist; their passwords are in {CREDENTIALS_FILE}.")
         if not options["no_incidents"] and not Incident.objects.exists():
             self._incidents()
+        self._killswitch_files()
+
+    def _killswitch_files(self) -> None:
+        """Demo targets are local state files: start them as CDB's deactivate would leave them."""
+        from killswitch.backends import FileBackend
+        from killswitch.targets import all_targets
+
+        for target in all_targets().values():
+            backend = target.backend()
+            if isinstance(backend, FileBackend) and not backend.path.exists():
+                backend.path.parent.mkdir(parents=True, exist_ok=True)
+                backend.deactivate(operator="demo-setup", justification="initial state for the demo")
+                self.stdout.write(f"Kill-switch demo file {backend.path}: trading.")
 
     def _users(self) -> list[tuple[str, str, str]]:
         User = get_user_model()
