@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test.utils import override_settings
 
+from killswitch.backends import FileBackend
 from tests.incidents.factories import declare, make_user
 
 
@@ -89,3 +92,25 @@ def commander(incident: Any, lead: Any) -> Any:
     user = make_user(username="commander", role="responder")
     services.incident_assign_commander(incident=incident, actor=lead, commander=user)
     return user
+
+
+@dataclass
+class Files:
+    production: Path
+    drill: Path
+
+    def read(self, name: str = "production") -> str:
+        return getattr(self, name).read_text()
+
+
+@pytest.fixture
+def ks_files(settings: Any, tmp_path: Path) -> Files:
+    """Both targets on state files in a temporary directory, starting as CDB's deactivate leaves them."""
+    files = Files(
+        tmp_path / "production" / ".cdb_kill_switch.state", tmp_path / "drill" / ".cdb_kill_switch.state"
+    )
+    for path in (files.production, files.drill):
+        path.parent.mkdir()
+        FileBackend(path).deactivate(operator="setup", justification="initial state for the test")
+    settings.KILLSWITCH_TARGETS = f"production=file:{files.production};drill=file:{files.drill}"
+    return files

@@ -30,6 +30,7 @@ class Row:
     data: Any = field(default=None)  # callable(incident) -> dict
     query: Any = field(default=None)
     label: str = ""
+    args: Any = field(default=None)  # callable(context) -> URL args
 
 
 def roles(**by_persona: Any) -> dict[str, Any]:
@@ -42,6 +43,9 @@ DECLARE = roles(norole=403, viewer=403, responder=OK, commander=OK, lead=OK, exe
 ACT = roles(norole=404, viewer=403, responder=OK, commander=OK, lead=OK, executive=403, admin=OK)
 EDIT = roles(norole=404, viewer=403, responder=403, commander=OK, lead=OK, executive=403, admin=OK)
 OVERRIDE = roles(norole=404, viewer=403, responder=403, commander=403, lead=OK, executive=403, admin=OK)
+KS_VIEW = roles(norole=403, viewer=OK, responder=OK, commander=OK, lead=OK, executive=OK, admin=OK)
+KS_HALT = roles(norole=403, viewer=403, responder=OK, commander=OK, lead=OK, executive=403, admin=OK)
+KS_LEAD = roles(norole=403, viewer=403, responder=403, commander=403, lead=OK, executive=403, admin=OK)
 POST_ONLY = roles(norole=405, viewer=405, responder=405, commander=405, lead=405, executive=405, admin=405)
 
 
@@ -85,6 +89,28 @@ ROWS = [
         ACT,
         data=lambda i: {"item": i.checklist_items.filter(kind=ChecklistKind.TRIAGE).first().pk, "done": "1"},
     ),
+    Row("killswitch:index", "get", KS_VIEW),
+    Row("killswitch:banner", "get", EVERYONE),
+    Row("killswitch:audit", "get", KS_LEAD),
+    Row("killswitch:audit", "get", KS_LEAD, label="csv", query=lambda c: {"format": "csv"}),
+    Row("killswitch:activate", "get", KS_HALT, args=lambda c: ["production"]),
+    Row(
+        "killswitch:activate",
+        "post",
+        KS_HALT,
+        args=lambda c: ["production"],
+        data=lambda c: {"reason": "manual", "message": "matrix", "confirm": "yes"},
+    ),
+    Row("killswitch:request_resume", "get", KS_LEAD, args=lambda c: ["production"]),
+    Row(
+        "killswitch:request_resume",
+        "post",
+        KS_LEAD,
+        args=lambda c: ["production"],
+        data=lambda c: {"justification": "Root cause fixed and verified healthy"},
+    ),
+    Row("killswitch:approve", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {}),
+    Row("killswitch:reject", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {"note": "no"}),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
@@ -127,12 +153,30 @@ def _params():
             )
 
 
+@dataclass
+class Context:
+    incident: Any
+    request: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # rows written for an incident read its attributes
+        return getattr(self.incident, name)
+
+
 @pytest.mark.parametrize(("row", "persona"), list(_params()))
-def test_matrix(client, row: Row, persona: str):
+def test_matrix(client, ks_files, row: Row, persona: str):
     owner = make_user(role="responder")
     incident = declare(owner, severity=Severity.SEV4)
     services.incident_acknowledge(incident=incident, actor=owner)
     services.incident_assign_commander(incident=incident, actor=owner, commander=owner)
+    context = Context(incident)
+    if row.name in ("killswitch:approve", "killswitch:reject", "killswitch:request_resume"):
+        from killswitch import services as ks
+
+        ks.killswitch_activate(target="production", actor=owner, reason="manual", message="matrix")
+        if row.name != "killswitch:request_resume":
+            context.request = ks.killswitch_request_resume(
+                target="production", actor=make_user(role="lead"), justification="Root cause fixed and verified"
+            )
     user = _persona(persona, incident)
     incident.refresh_from_db()
     if user is not None:
@@ -142,10 +186,11 @@ def test_matrix(client, row: Row, persona: str):
         "incidents:declare",
         "incidents:declare_suggest",
     )
-    url = reverse(row.name, args=[incident.pk] if needs_pk else [])
-    kwargs = {"data": row.query(incident)} if row.query else {}
+    args = row.args(context) if row.args else [incident.pk] if needs_pk else []
+    url = reverse(row.name, args=args)
+    kwargs = {"data": row.query(context)} if row.query else {}
     if row.method == "post":
-        response = client.post(url, row.data(incident) if row.data else {})
+        response = client.post(url, row.data(context) if row.data else {})
     else:
         response = client.get(url, **kwargs)
 
