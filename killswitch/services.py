@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents import services as incident_services
-from incidents.models import Incident, IncidentType, Severity
+from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
 from killswitch import audit
 from killswitch.backends import BackendError, Condition, InvalidInput, State, check_field, check_reason
 from killswitch.models import Action, ResumeRequest, ResumeStatus, TargetState
@@ -361,13 +361,12 @@ def killswitch_reconcile(*, target: str) -> State:
         row = _lock(tgt)
         state = backend.read()
         before = _snapshot(row)
-        was_halted = row.condition == Condition.HALTED
         if state.condition == Condition.UNREACHABLE or state.fingerprint() == row.fingerprint:
             _remember(row, state, by=row.changed_by, changed=False)
             return state
         _remember(row, state, by="external", changed=True)
         incident = None
-        if state.condition in (Condition.HALTED, Condition.UNEVALUABLE) and not (was_halted and state.halted):
+        if state.condition in (Condition.HALTED, Condition.UNEVALUABLE):
             incident = _open_or_attach_incident(tgt, state)
         audit.record(
             action=Action.EXTERNAL_CHANGE,
@@ -386,9 +385,10 @@ def _open_or_attach_incident(tgt: Target, state: State) -> Incident:
         slug="other"
     )
     what = "halted trading" if state.halted else "cannot be evaluated"
+    # A drill target's halts never join a real incident, and a real halt never joins a drill.
     incident = (
         Incident.objects.filter(
-            incident_type=kind, status__in=("triage", "investigating", "mitigating", "monitoring")
+            incident_type=kind, status__in=OPEN_STATUSES, severity=Severity.SEV1, is_drill=not tgt.production
         )
         .order_by("-detected_at")
         .first()
