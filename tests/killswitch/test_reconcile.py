@@ -349,7 +349,8 @@ def test_a_new_reason_while_halted_joins_the_open_incident(prod: Path, baseline:
     assert reconcile() == Condition.HALTED
     [incident] = Incident.objects.all()
     assert external_changes().get(state_after__reason="risk_limit").incident_id == incident.pk
-    assert "risk_limit" in incident.events.order_by("-id").first().message
+    latest = incident.events.order_by("-id").first()
+    assert latest is not None and "risk_limit" in latest.message
 
 
 @pytest.mark.django_db
