@@ -175,7 +175,9 @@ def test_matrix(client, ks_files, row: Row, persona: str):
         ks.killswitch_activate(target="production", actor=owner, reason="manual", message="matrix")
         if row.name != "killswitch:request_resume":
             context.request = ks.killswitch_request_resume(
-                target="production", actor=make_user(role="lead"), justification="Root cause fixed and verified"
+                target="production",
+                actor=make_user(role="lead"),
+                justification="Root cause fixed and verified",
             )
     user = _persona(persona, incident)
     incident.refresh_from_db()
