@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+# Run as a script (python bench/x.py): the repository root must come first on the path.
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdb_console"
+sys.path.insert(0, str(ROOT))
+
+from bench.benchdb import bench_database_urls, recreate_database, setup_django  # noqa: E402
+
 BENCH_DB = "cdb_console_bench"
 
 INCIDENTS = 10_000
@@ -49,36 +51,6 @@ POLL_RUNS = 500
 
 
 # --- Database -----------------------------------------------------------------------------------
-
-
-def bench_database_urls() -> tuple[str, str]:
-    """(bench database URL, maintenance database URL) from DATABASE_URL with the name replaced."""
-    url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise SystemExit(f"bench/console.py needs PostgreSQL; DATABASE_URL is {parts.scheme}://")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}")), urlunsplit(parts._replace(path="/postgres"))
-
-
-def recreate_database(maintenance_url: str) -> None:
-    conninfo = maintenance_url.replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        name = sql.Identifier(BENCH_DB)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
-def setup_django(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "false"
-    os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
-    os.environ["SECURE_SSL_REDIRECT"] = "false"
-    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -655,9 +627,9 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="print each page's SQL at full size")
     args = parser.parse_args()
 
-    database_url, maintenance_url = bench_database_urls()
+    database_url, maintenance_url = bench_database_urls(BENCH_DB, "bench/console.py")
     started = time.perf_counter()
-    recreate_database(maintenance_url)
+    recreate_database(maintenance_url, BENCH_DB)
     setup_django(database_url)
 
     from django.conf import settings

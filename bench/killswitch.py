@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-from psycopg import sql
-
+# Run as a script (python bench/x.py): the repository root must come first on the path.
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cdb_console"
+sys.path.insert(0, str(ROOT))
+
+from bench.benchdb import bench_database_urls, recreate_database, setup_django  # noqa: E402
+
 BENCH_DB = "cdb_console_bench_ks"
 
 CYCLES = 200
@@ -44,37 +44,6 @@ JUSTIFICATION = "Benchmark cycle: the cause is understood and it is safe to resu
 
 
 # --- Database and Django ------------------------------------------------------------------------
-
-
-def bench_database_urls() -> tuple[str, str]:
-    """(bench database URL, maintenance database URL) from DATABASE_URL with the name replaced."""
-    url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise SystemExit(f"bench/killswitch.py needs PostgreSQL; DATABASE_URL is {parts.scheme}://")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}")), urlunsplit(parts._replace(path="/postgres"))
-
-
-def recreate_database(maintenance_url: str) -> None:
-    conninfo = maintenance_url.replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        name = sql.Identifier(BENCH_DB)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
-def setup_django(database_url: str, state_file: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "false"
-    os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
-    os.environ["SECURE_SSL_REDIRECT"] = "false"
-    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    os.environ["KILLSWITCH_TARGETS"] = f"{TARGET}=file:{state_file}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def filesystem_of(path: Path) -> str:
@@ -214,13 +183,13 @@ def print_table(rows: list[Series]) -> None:
 
 
 def main() -> None:
-    database_url, maintenance_url = bench_database_urls()
+    database_url, maintenance_url = bench_database_urls(BENCH_DB, "bench/killswitch.py")
     started = time.perf_counter()
     workdir = tempfile.TemporaryDirectory(prefix="cdb-bench-ks-")
     state_file = Path(workdir.name) / TARGET / ".cdb_kill_switch.state"
     state_file.parent.mkdir()
-    recreate_database(maintenance_url)
-    setup_django(database_url, state_file)
+    recreate_database(maintenance_url, BENCH_DB)
+    setup_django(database_url, KILLSWITCH_TARGETS=f"{TARGET}=file:{state_file}")
 
     from django.core.management import call_command
     from django.db import connection

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.test.utils import override_settings
 
 from killswitch.backends import FileBackend
+from tests.browser import base_url, browser, open_session  # noqa: F401 (real-browser fixtures)
 from tests.incidents.factories import declare, make_user
 
 

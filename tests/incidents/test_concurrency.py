@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
 import pytest
-from django.db import connection
 
 from incidents import services
 from incidents.lifecycle import ActionRefused
 from incidents.models import EventKind, Severity, Status, TimelineEvent
+from tests.concurrency import THREADS, race
 from tests.incidents.factories import declare, make_user
-
-THREADS = 8
-
-
-def _race(fn: Callable[[int], object]) -> list[object]:
-    barrier = threading.Barrier(THREADS)
-    results: list[object] = [None] * THREADS
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = fn(i)
-        except Exception as exc:  # collected and asserted on below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_acknowledgements_record_one(responder):
     incident = declare(responder, severity=Severity.SEV1)
     people = [make_user(role="responder") for _ in range(THREADS)]
-    results = _race(lambda i: services.incident_acknowledge(incident=incident.pk, actor=people[i]))
+    results = race(lambda i: services.incident_acknowledge(incident=incident.pk, actor=people[i]))
     assert not [r for r in results if isinstance(r, Exception)]
     assert TimelineEvent.objects.filter(incident=incident, kind=EventKind.ACKNOWLEDGED).count() == 1
 
@@ -52,7 +25,7 @@ def test_simultaneous_conflicting_moves_make_exactly_one_change(responder):
     incident = declare(responder, severity=Severity.SEV3)
     services.incident_acknowledge(incident=incident, actor=responder)
     targets = [Status.INVESTIGATING, Status.MITIGATING] * (THREADS // 2)
-    results = _race(
+    results = race(
         lambda i: services.incident_change_status(
             incident=incident.pk, actor=responder, to_status=targets[i], from_status=Status.TRIAGE
         )

@@ -11,27 +11,17 @@ tests/incidents/test_browser.py, whose fixtures these follow).
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 import re
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from incidents.models import Severity
-from killswitch.backends import FileBackend
 from killswitch.models import Action, AuditRecord, ResumeRequest, ResumeStatus
 from tests.incidents.factories import PASSWORD, declare, make_user
 
@@ -41,159 +31,12 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # How long another browser's banner may take to turn: it polls every 5 s, plus the request itself.
 BANNER_MS = 6500
 # The incident page's timeline polls every 1.5 s.
 LIVE_MS = 3000
-# Everything else: generous for a loaded CI machine, short enough that a failure is quick.
-STEP_MS = 8000
-
 # CDB's timestamps: naive UTC ISO 8601 with microseconds (datetime.utcnow().isoformat()).
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}"
-
-# Runs in every page before the page's own scripts (and outside its CSP): reports CSP violations.
-CSP_LISTENER = """
-document.addEventListener("securitypolicyviolation", (e) => {
-  const where = `${e.sourceFile}:${e.lineNumber}`;
-  window.__reportCsp(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} at ${where}`);
-});
-"""
-
-
-# --- Fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def base_url(live_server: Any, transactional_db: None) -> str:
-    """The live server's URL, after checking it answers plain HTTP (no redirect to https)."""
-    url = live_server.url
-    request = urllib.request.Request(f"{url}/login/", method="GET")  # noqa: S310 (our own http server)
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(request, timeout=10) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    assert status == 200, (
-        f"GET {url}/login/ answered {status}: the live server redirects (SECURE_SSL_REDIRECT was "
-        "read before it was turned off?)"
-    )
-    return url
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-@dataclass
-class StateFiles:
-    production: Path
-    drill: Path
-
-
-@pytest.fixture
-def state_files(settings: Any, tmp_path: Path) -> StateFiles:
-    """Both targets on CDB state files in tmp_path, each starting as CDB's deactivate leaves it.
-
-    The live server reads settings per request, and all_targets() caches by the setting's value, so
-    a new value takes effect at once (and the settings fixture restores the old one afterwards).
-    """
-    files = StateFiles(
-        production=tmp_path / "prod" / ".cdb_kill_switch.state",
-        drill=tmp_path / "drill" / ".cdb_kill_switch.state",
-    )
-    for path in (files.production, files.drill):
-        path.parent.mkdir(parents=True)
-        FileBackend(path).deactivate(operator="setup", justification="initial state for the test")
-    settings.KILLSWITCH_TARGETS = f"production=file:{files.production};drill=file:{files.drill}"
-    return files
-
-
-@dataclass
-class Problems:
-    """What went wrong in one browser context: console errors, uncaught exceptions, CSP violations."""
-
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    csp_violations: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-
-    def all(self) -> list[str]:
-        return [*self.console_errors, *self.page_errors, *self.csp_violations, *self.failed_requests]
-
-
-@dataclass
-class Session:
-    context: BrowserContext
-    page: Page
-    problems: Problems
-
-
-@pytest.fixture
-def open_session(browser: Browser, base_url: str) -> Iterator[Any]:
-    """Open a browser context, log in through the login page, and watch it for problems."""
-    contexts: list[BrowserContext] = []
-
-    def _open(user: Any) -> Session:
-        context = browser.new_context(base_url=base_url)
-        contexts.append(context)
-        context.set_default_timeout(STEP_MS)
-        problems = Problems()
-        context.expose_binding("__reportCsp", lambda _source, text: problems.csp_violations.append(text))
-        context.add_init_script(CSP_LISTENER)
-        page = context.new_page()
-        _watch(page, problems)
-        login(page, user)
-        return Session(context=context, page=page, problems=problems)
-
-    yield _open
-    for context in contexts:
-        context.close()
-
-
-def _watch(page: Page, problems: Problems) -> None:
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
-
-    def on_failed(request: Any) -> None:
-        # A poll still in flight when the page navigates away is cancelled by the browser: not a fault.
-        if request.method == "GET" and request.failure == "net::ERR_ABORTED":
-            return
-        problems.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: problems.page_errors.append(str(exc)))
-    page.on("requestfailed", on_failed)
-
-
-def login(page: Page, user: Any) -> None:
-    page.goto("/login/")
-    page.locator("#id_username").fill(user.get_username())
-    page.locator("#id_password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.locator("button[type=submit]").click()
-    expect(page).not_to_have_url(re.compile(r"/login/"))
-    expect(page.locator(".topbar .who")).to_have_text(user.get_username())
 
 
 def banner(page: Page, target: str = "production") -> Any:
@@ -224,7 +67,7 @@ JUSTIFICATION = "Exchange recovered at 14:40; orders fill normally for 20 minute
 
 
 def test_halt_from_a_sev1_and_resume_with_four_eyes(
-    open_session: Any, state_files: StateFiles, responder: Any, viewer: Any, lead: Any
+    open_session: Any, ks_files: Any, responder: Any, viewer: Any, lead: Any
 ) -> None:
     started = time.monotonic()
     incident = declare(
@@ -264,7 +107,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     expect(confirm.locator("dl.answers dd")).to_have_text(
         ["exchange_error", MESSAGE, re.compile(re.escape(incident.title))]
     )
-    assert "state=inactive\n" in state_files.production.read_text()
+    assert "state=inactive\n" in ks_files.production.read_text()
     with page.expect_navigation(url=re.compile(rf"{re.escape(incident_url)}$")):
         page.locator("[data-testid=halt-confirm]").click()
     halted_at = time.monotonic()
@@ -285,7 +128,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     assert w.page.evaluate("window.__marker") == 1, "the viewer's page reloaded"
 
     # CDB's state file, byte for byte as CDB writes it.
-    text = state_files.production.read_text(encoding="utf-8")
+    text = ks_files.production.read_text(encoding="utf-8")
     match = re.fullmatch(
         rf"state=active\nreason=exchange_error\nmessage={re.escape(MESSAGE)} \(operator: responder\)\n"
         rf"activated_at=({TS})\nupdated_at=({TS})\n",
@@ -295,7 +138,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     for stamp in match.groups():
         assert_naive_utc_now(stamp)
     assert match.group(1) <= match.group(2)
-    assert "state=inactive\n" in state_files.drill.read_text(), "the drill target was touched"
+    assert "state=inactive\n" in ks_files.drill.read_text(), "the drill target was touched"
 
     # L1, a lead, requests resume with the incident attached.
     l1 = open_session(lead)
@@ -330,7 +173,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     )
     assert response.ok, response.status
     assert "a different person must approve it" in response.text()
-    assert state_files.production.read_text(encoding="utf-8") == text, "the requester's POST changed the file"
+    assert ks_files.production.read_text(encoding="utf-8") == text, "the requester's POST changed the file"
     request.refresh_from_db()
     assert request.status == ResumeStatus.PENDING
     assert request.decided_by is None
@@ -355,7 +198,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     expect(l2.page.locator("#flash .msg-error")).to_contain_text(
         "That password is not right; nothing was approved."
     )
-    assert state_files.production.read_text(encoding="utf-8") == text
+    assert ks_files.production.read_text(encoding="utf-8") == text
     request.refresh_from_db()
     assert request.status == ResumeStatus.PENDING
     expect(l2.page.locator("#target-production .ks-big")).to_contain_text("Trading halted")
@@ -373,7 +216,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     assert request.status == ResumeStatus.APPROVED
     assert request.decided_by == lead2
 
-    text = state_files.production.read_text(encoding="utf-8")
+    text = ks_files.production.read_text(encoding="utf-8")
     match = re.fullmatch(
         rf"state=inactive\nreason=none\n"
         rf"message=Deactivated by lead2: {re.escape(JUSTIFICATION)} \(request #{request.pk} by lead\)\n"
@@ -434,7 +277,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
 
 
 def test_killswitch_pages_and_banner_have_no_console_errors_or_csp_violations(
-    open_session: Any, state_files: StateFiles, lead: Any, viewer: Any
+    open_session: Any, ks_files: Any, lead: Any, viewer: Any
 ) -> None:
     session = open_session(lead)
     page = session.page
@@ -452,7 +295,7 @@ def test_killswitch_pages_and_banner_have_no_console_errors_or_csp_violations(
         page.locator("[data-testid=halt-confirm]").click()
     expect(page.locator("#target-drill .ks-big")).to_contain_text("Trading halted")
     expect(banner(page, "drill")).to_have_class(has_class("ks-halted"))
-    assert state_files.drill.read_text().startswith("state=active\nreason=manual\n")
+    assert ks_files.drill.read_text().startswith("state=active\nreason=manual\n")
 
     page.goto("/killswitch/drill/resume/")
     page.locator("#id_justification").fill("Drill over: nothing was wrong, resume the drill target.")

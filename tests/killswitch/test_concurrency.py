@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.utils import timezone
 
 from killswitch import audit
@@ -34,9 +32,9 @@ from killswitch.services import (
     killswitch_request_resume,
     resume_requests_expire,
 )
+from tests.concurrency import THREADS, race
 from tests.incidents.factories import make_user
 
-THREADS = 8
 # Kill-switch changes; granting a role (making a test user) writes permission records too.
 CHANGES = [
     Action.ACTIVATED,
@@ -48,29 +46,6 @@ CHANGES = [
 ]
 JUSTIFICATION = "Root cause fixed and verified on the exchange adapter; safe to resume."
 DOMAIN_ERRORS = (KillSwitchRefused, ReauthRequired, PermissionDenied)
-
-
-def _race(fn: Callable[[int], object], threads: int = THREADS, timeout: float = 60) -> list[object]:
-    """Run fn(0..threads-1) in threads released at once; each result or exception, in order."""
-    barrier = threading.Barrier(threads)
-    results: list[object] = [None] * threads
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = fn(i)
-        except Exception as exc:  # collected and asserted on below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=timeout)
-    assert not any(t.is_alive() for t in workers), "a thread is stuck (deadlock?)"
-    return results
 
 
 def _audit(action: str, target: str | None = None) -> int:
@@ -117,7 +92,7 @@ def test_simultaneous_activations_halt_once(files: dict[str, FileBackend], row_e
         TargetState.objects.create(target="production")
     responders = [make_user(role="responder") for _ in range(THREADS)]
 
-    results = _race(
+    results = race(
         lambda i: killswitch_activate(
             target="production", actor=responders[i], reason="manual", message=f"halt from thread {i}"
         )
@@ -147,7 +122,7 @@ def test_simultaneous_resume_requests_file_one(files: dict[str, FileBackend]) ->
     _halt("production")
     leads = [make_user(role="lead") for _ in range(THREADS)]
 
-    results = _race(
+    results = race(
         lambda i: killswitch_request_resume(target="production", actor=leads[i], justification=JUSTIFICATION)
     )
 
@@ -173,7 +148,7 @@ def test_simultaneous_approvals_resume_once(files: dict[str, FileBackend]) -> No
     )
     approvers = [make_user(role="lead") for _ in range(THREADS)]
 
-    results = _race(
+    results = race(
         lambda i: killswitch_approve_resume(request_id=request.pk, actor=approvers[i], reauthenticated=True)
     )
 
@@ -200,7 +175,7 @@ def test_simultaneous_expiry_records_once(files: dict[str, FileBackend]) -> None
     )
     ResumeRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    results = _race(lambda i: resume_requests_expire())
+    results = race(lambda i: resume_requests_expire())
 
     assert Counter(results) == {1: 1, 0: THREADS - 1}, results
     request.refresh_from_db()
@@ -297,7 +272,7 @@ def test_mixed_storm_on_two_targets(files: dict[str, FileBackend]) -> None:
     storm = Storm()
     baseline = AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
 
-    finished = _race(storm.run, threads=STORM_THREADS, timeout=120)
+    finished = race(storm.run, threads=STORM_THREADS, timeout=120)
 
     assert finished == [None] * STORM_THREADS, finished  # no thread broke off (a broken barrier)
     results = storm.results()
