@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "guardian",
     "incidents",
     "killswitch",
+    "detection",
 ]
 
 MIDDLEWARE = [
@@ -219,3 +220,13 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"expires": 60},
     },
 }
+
+# Detection. Webhooks authenticate with one bearer token per source; none configured means none accepted.
+WEBHOOK_TOKENS = {
+    "alertmanager": env.str("ALERTMANAGER_WEBHOOK_TOKEN", default=""),
+    "grafana": env.str("GRAFANA_WEBHOOK_TOKEN", default=""),
+}
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOK_MAX_BYTES + 1, 2_621_440)
+# Which labels group alerts into one incident.
+ALERT_GROUP_BY = env.list("ALERT_GROUP_BY", default=["alertname", "service"])

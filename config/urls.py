@@ -9,5 +9,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("killswitch/", include("killswitch.urls")),
+    path("detection/", include("detection.urls")),
     path("", include("incidents.urls")),
 ]

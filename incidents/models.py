@@ -45,6 +45,7 @@ class EventKind(models.TextChoices):
     EDITED = "edited", "Edited"
     SLA_BREACHED = "sla_breached", "Response SLA breached"
     KILL_SWITCH = "kill_switch", "Kill switch"
+    SIGNAL = "signal", "Alert or signal"
 
 
 # --- The playbook as data (loaded from incidents/data/playbook.yaml, editable in admin) ---

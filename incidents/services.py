@@ -228,7 +228,7 @@ def incident_assign_commander(*, incident: Incident | int, actor: User, commande
 
 @transaction.atomic
 def incident_change_severity(
-    *, incident: Incident | int, actor: User, severity: int, reason: str
+    *, incident: Incident | int, actor: User | None, severity: int, reason: str
 ) -> Incident:
     """Change severity with a reason. Before acknowledgement the deadline follows the new severity."""
     incident = _lock(incident)
@@ -332,6 +332,19 @@ def incident_record_kill_switch(
     """A kill-switch change linked to this incident (also on closed ones: the record matters most)."""
     incident = _lock(incident)
     timeline.record(incident, kind=EventKind.KILL_SWITCH, actor=actor, message=message, data=data)
+    return incident
+
+
+@transaction.atomic
+def incident_record_signal(
+    *, incident: Incident | int, message: str, data: dict[str, Any]
+) -> Incident | None:
+    """An alert or health signal about this incident (firing again, resolved). Closed incidents stay as
+    they were closed: the signal is kept, but not written on their timeline (returns None)."""
+    incident = _lock(incident)
+    if incident.status == Status.CLOSED:
+        return None
+    timeline.record(incident, kind=EventKind.SIGNAL, message=message[:2000], data=data)
     return incident
 
 

@@ -111,6 +111,11 @@ ROWS = [
     ),
     Row("killswitch:approve", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {}),
     Row("killswitch:reject", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {"note": "no"}),
+    # Webhooks: bearer token, not session; a person's login grants nothing there.
+    Row("detection:alertmanager", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
+    Row("detection:alertmanager", "get", dict.fromkeys(PERSONAS, 405), label="get"),
+    Row("detection:grafana", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
+    Row("detection:grafana", "get", dict.fromkeys(PERSONAS, 405), label="get"),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]

@@ -1,0 +1,169 @@
+"""What the console watches (services, Prometheus rules) and what it heard (signals)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Source(models.TextChoices):
+    HEALTH = "health", "Health check"
+    PROMETHEUS = "prometheus", "Prometheus rule"
+    ALERTMANAGER = "alertmanager", "Alertmanager"
+    GRAFANA = "grafana", "Grafana"
+
+
+class SignalStatus(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Signal(models.Model):
+    """One received alert state. (source, dedup_key) is unique: a duplicate delivery changes nothing."""
+
+    source = models.CharField(max_length=20, choices=Source.choices)
+    dedup_key = models.CharField(max_length=300, help_text="fingerprint|startsAt|status")
+    group_key = models.CharField(max_length=300, help_text="Which incident it belongs to.")
+    fingerprint = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=SignalStatus.choices)
+    severity = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=300)
+    summary = models.TextField(blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    links = models.JSONField(default=list, blank=True, help_text="Only http(s) URLs.")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    incident = models.ForeignKey(
+        "incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="signals"
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["source", "dedup_key"], name="signal_dedup")]
+        indexes = [
+            models.Index(fields=["incident", "-received_at"], name="signal_by_incident"),
+            models.Index(fields=["-received_at"], name="signal_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.status} {self.title}"
+
+
+class SignalGroup(models.Model):
+    """One row per grouping key: its lock serialises signals of a group; it names the open incident."""
+
+    key = models.CharField(max_length=300, unique=True)
+    incident = models.ForeignKey("incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class CheckKind(models.TextChoices):
+    HTTP_JSON = "http_json", "HTTP, judge the JSON body"
+    TCP = "tcp", "TCP connect"
+    NONE = "none", "Not checked (process checks only)"
+
+
+class Judge(models.TextChoices):
+    STATUS = "status", "status is ok/healthy"
+    WS = "ws", "cdb_ws: status healthy, ws_connected and redis_connected true"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    UP = "up", "Up"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+
+
+class MonitoredService(models.Model):
+    name = models.CharField(max_length=80, unique=True)
+    url = models.CharField(max_length=300, blank=True, help_text="http(s) URL, or host:port for TCP.")
+    check_kind = models.CharField(max_length=20, choices=CheckKind.choices, default=CheckKind.HTTP_JSON)
+    judge = models.CharField(max_length=20, choices=Judge.choices, default=Judge.STATUS)
+    core = models.BooleanField(default=False, help_text="On the core trading path (down → SEV-1).")
+    enabled = models.BooleanField(default=True)
+    timeout = models.FloatField(default=3.0)
+    # Current (damped) state and the counters that damp it.
+    state = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
+    failures = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_latency_ms = models.FloatField(null=True, blank=True)
+    last_detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-core", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class HealthResult(models.Model):
+    """One check, kept compactly; old rows are pruned (settings.HEALTH_RESULTS_KEEP per service)."""
+
+    service = models.ForeignKey(MonitoredService, on_delete=models.CASCADE, related_name="results")
+    checked_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Health.choices)
+    latency_ms = models.FloatField(null=True)
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [models.Index(fields=["service", "-checked_at"], name="health_by_service")]
+
+    def __str__(self) -> str:
+        return f"{self.service_id} {self.status}"
+
+
+class Comparison(models.TextChoices):
+    GT = ">", ">"
+    GE = ">=", "≥"
+    LT = "<", "<"
+    LE = "<=", "≤"
+    EQ = "==", "="
+    NE = "!=", "≠"
+
+
+class RuleState(models.TextChoices):
+    INACTIVE = "inactive", "Inactive"
+    PENDING = "pending", "Pending"
+    FIRING = "firing", "Firing"
+    ERROR = "error", "Error"
+
+
+class PrometheusRule(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    expr = models.TextField(help_text="PromQL, evaluated as an instant query.")
+    comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField(default=0)
+    for_seconds = models.PositiveIntegerField(default=0)
+    severity = models.PositiveSmallIntegerField(default=3)
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(max_length=10, choices=RuleState.choices, default=RuleState.INACTIVE)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["severity", "name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(severity__gte=1, severity__lte=4), name="rule_severity")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Heartbeat(models.Model):
+    """When each periodic job last ran: the console shows its own data age from these."""
+
+    name = models.CharField(max_length=40, unique=True)
+    last_seen = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,167 @@
+"""Signals in, incidents out. `signals_ingest` is the one way any alert (webhook, health check,
+Prometheus rule) reaches an incident: idempotent per (source, fingerprint, start, status), grouped by
+key, serialised per group, one transaction for a whole delivery."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from detection.models import Signal, SignalGroup, SignalStatus
+from incidents import services as incident_services
+from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
+
+log = logging.getLogger(__name__)
+
+# Label severity → playbook severity. Anything else (or nothing) is SEV-1: fail loud.
+SEVERITY_LABELS = {
+    "critical": Severity.SEV1,
+    "high": Severity.SEV2,
+    "warning": Severity.SEV3,
+    "info": Severity.SEV4,
+}
+
+
+def severity_from_label(value: object) -> int:
+    return int(SEVERITY_LABELS.get(str(value).strip().lower(), Severity.SEV1)) if value is not None else 1
+
+
+@dataclass(frozen=True)
+class AlertInput:
+    source: str
+    fingerprint: str
+    status: str
+    starts_at: datetime
+    severity: int
+    title: str
+    group_key: str
+    summary: str = ""
+    ends_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+    component: str = ""
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.fingerprint}|{self.starts_at.isoformat()}|{self.status}"[:300]
+
+
+@dataclass
+class IngestResult:
+    new: int = 0
+    duplicates: int = 0
+    incidents: set[int] = field(default_factory=set)
+
+
+@transaction.atomic
+def signals_ingest(alerts: list[AlertInput], *, received_at: datetime | None = None) -> IngestResult:
+    """Store each new alert and open or update its incident; a repeated alert changes nothing.
+
+    1. Lock the alert's group (one row per grouping key), so concurrent deliveries of one group queue.
+    2. Skip an alert already stored with the same (source, fingerprint, start, status).
+    3. Firing: join the group's open incident (raising its severity if the alert is more severe), or
+       declare one. Resolved: write it on the incident's timeline; incidents never close themselves.
+    """
+    received_at = received_at or timezone.now()
+    result = IngestResult()
+    for alert in alerts:
+        group = _lock_group(alert.group_key)
+        if Signal.objects.filter(source=alert.source, dedup_key=alert.dedup_key).exists():
+            result.duplicates += 1
+            continue
+        incident = _route(group, alert, received_at)
+        Signal.objects.create(
+            source=alert.source,
+            dedup_key=alert.dedup_key,
+            group_key=alert.group_key[:300],
+            fingerprint=alert.fingerprint[:200],
+            status=alert.status,
+            severity=alert.severity,
+            title=alert.title[:300],
+            summary=alert.summary,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            links=alert.links,
+            starts_at=alert.starts_at,
+            ends_at=alert.ends_at,
+            received_at=received_at,
+            incident=incident,
+        )
+        result.new += 1
+        if incident is not None:
+            result.incidents.add(incident.pk)
+    return result
+
+
+def _lock_group(key: str) -> SignalGroup:
+    SignalGroup.objects.get_or_create(key=key[:300])
+    return SignalGroup.objects.select_for_update().select_related("incident").get(key=key[:300])
+
+
+def _route(group: SignalGroup, alert: AlertInput, now: datetime) -> Incident | None:
+    incident = group.incident
+    is_open = incident is not None and incident.status in OPEN_STATUSES
+    label = f"{alert.source}: {alert.title}"
+    if alert.status == SignalStatus.RESOLVED:
+        if incident is not None:
+            incident_services.incident_record_signal(
+                incident=incident,
+                message=f"Resolved ({label})",
+                data={"source": alert.source, "status": "resolved"},
+            )
+        return incident
+    if is_open and incident is not None:
+        incident_services.incident_record_signal(
+            incident=incident,
+            message=f"Firing ({label})",
+            data={"source": alert.source, "status": "firing", "severity": alert.severity},
+        )
+        if alert.severity < incident.severity:
+            incident_services.incident_change_severity(
+                incident=incident,
+                actor=None,
+                severity=alert.severity,
+                reason=f"{alert.source} alert is SEV-{alert.severity}: {alert.title}"[:500],
+            )
+        return incident
+    incident = incident_services.incident_declare(
+        actor=None,
+        title=alert.title[:200] or "Alert",
+        incident_type=IncidentType.objects.get(slug="other"),
+        severity=alert.severity,
+        description=alert.summary,
+        affected_components=[alert.component] if alert.component else [],
+        detected_at=min(alert.starts_at, now),
+    )
+    incident_services.incident_record_signal(
+        incident=incident, message=f"Firing ({label})", data={"source": alert.source, "status": "firing"}
+    )
+    group.incident = incident
+    group.save(update_fields=["incident"])
+    return incident
+
+
+def heartbeat(name: str) -> None:
+    from detection.models import Heartbeat
+
+    Heartbeat.objects.update_or_create(name=name, defaults={"last_seen": timezone.now()})
+
+
+def safe_links(*candidates: Any) -> list[str]:
+    """Only http(s) URLs become links; everything else (javascript:, data:, junk) is dropped."""
+    from urllib.parse import urlsplit
+
+    links = []
+    for value in candidates:
+        if not isinstance(value, str) or len(value) > 2000:
+            continue
+        parts = urlsplit(value.strip())
+        if parts.scheme in ("http", "https") and parts.netloc:
+            links.append(value.strip())
+    return links

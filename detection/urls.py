@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from detection import views
+
+app_name = "detection"
+urlpatterns = [
+    path("webhooks/alertmanager/", views.alertmanager, name="alertmanager"),
+    path("webhooks/grafana/", views.grafana, name="grafana"),
+]

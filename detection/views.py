@@ -1,0 +1,95 @@
+"""Webhook endpoints for Alertmanager and Grafana, and the status board.
+
+A webhook answers 2xx only once its alerts are committed, and 503 when they cannot be: Alertmanager
+retries 5xx and drops everything else for good.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from detection.models import Source
+from detection.services import AlertInput, signals_ingest
+from detection.webhooks import PayloadError, parse_alertmanager, parse_grafana
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    for key, value in headers.items():
+        response[key.replace("_", "-")] = value
+    return response
+
+
+def _authorised(request: HttpRequest, source: str) -> bool:
+    expected = settings.WEBHOOK_TOKENS.get(source, "")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    # No token configured means no access: a webhook is never open by default.
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+
+
+def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[AlertInput]]) -> HttpResponse:
+    if request.method != "POST":
+        return _error(405, "Use POST.", Allow="POST")
+    if not _authorised(request, source):
+        return _error(401, "Missing or wrong bearer token.", WWW_Authenticate='Bearer realm="webhooks"')
+    if request.content_type != "application/json":
+        return _error(415, f"Content-Type must be application/json, not {request.content_type or 'missing'}.")
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _error(400, "Content-Length is not a number.")
+    if declared > settings.WEBHOOK_MAX_BYTES:
+        return _error(413, f"Body larger than {settings.WEBHOOK_MAX_BYTES} bytes.")
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        return _error(413, f"Body larger than {settings.WEBHOOK_MAX_BYTES} bytes.")
+    if len(raw) > settings.WEBHOOK_MAX_BYTES:
+        return _error(413, f"Body larger than {settings.WEBHOOK_MAX_BYTES} bytes.")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _error(400, f"Body is not JSON: {exc}"[:300])
+    try:
+        alerts = parse(payload)
+    except PayloadError as exc:
+        return _error(400, str(exc))
+    try:
+        result = signals_ingest(alerts)
+    except DatabaseError:
+        log.exception("Could not commit %d %s alerts; asking the sender to retry", len(alerts), source)
+        return _error(503, "Could not store the alerts now; retry.", Retry_After="5")
+    return JsonResponse(
+        {
+            "received": len(alerts),
+            "new": result.new,
+            "duplicates": result.duplicates,
+            "incidents": sorted(result.incidents),
+        }
+    )
+
+
+@csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.
+@login_not_required
+def alertmanager(request: HttpRequest) -> HttpResponse:
+    return _webhook(request, Source.ALERTMANAGER, parse_alertmanager)
+
+
+@csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.
+@login_not_required
+def grafana(request: HttpRequest) -> HttpResponse:
+    return _webhook(request, Source.GRAFANA, parse_grafana)
