@@ -230,3 +230,27 @@ WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOK_MAX_BYTES + 1, 2_621_440)
 # Which labels group alerts into one incident.
 ALERT_GROUP_BY = env.list("ALERT_GROUP_BY", default=["alertname", "service"])
+# Health polling: every HEALTH_POLL_SECONDS; down after HEALTH_DOWN_AFTER failures in a row, up after
+# HEALTH_UP_AFTER successes in a row (flap damping); the newest HEALTH_RESULTS_KEEP results per service.
+HEALTH_POLL_SECONDS = env.float("HEALTH_POLL_SECONDS", default=15.0)
+HEALTH_DOWN_AFTER = env.int("HEALTH_DOWN_AFTER", default=3)
+HEALTH_UP_AFTER = env.int("HEALTH_UP_AFTER", default=2)
+HEALTH_RESULTS_KEEP = env.int("HEALTH_RESULTS_KEEP", default=500)
+# Where CDB's services answer: {name} and {port} are filled per service (e.g. http://cdb_risk:8002).
+CDB_BASE_URL = env.str("CDB_BASE_URL", default="http://{name}:{port}")
+# Prometheus's HTTP API; empty disables rule evaluation.
+PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
+PROMETHEUS_EVAL_SECONDS = env.float("PROMETHEUS_EVAL_SECONDS", default=15.0)
+CELERY_BEAT_SCHEDULE |= {
+    "detection-poll-health": {
+        "task": "detection.tasks.poll_health",
+        "schedule": HEALTH_POLL_SECONDS,
+        "options": {"expires": HEALTH_POLL_SECONDS},
+    },
+    "detection-prune-health": {"task": "detection.tasks.prune_health_results", "schedule": 300.0},
+    "detection-prometheus": {
+        "task": "detection.tasks.evaluate_prometheus_rules",
+        "schedule": PROMETHEUS_EVAL_SECONDS,
+        "options": {"expires": PROMETHEUS_EVAL_SECONDS},
+    },
+}

@@ -7,113 +7,258 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('incidents', '0004_alter_timelineevent_kind'),
+        ("incidents", "0004_alter_timelineevent_kind"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Heartbeat',
+            name="Heartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=40, unique=True)),
-                ('last_seen', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=40, unique=True)),
+                ("last_seen", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='MonitoredService',
+            name="MonitoredService",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80, unique=True)),
-                ('url', models.CharField(blank=True, help_text='http(s) URL, or host:port for TCP.', max_length=300)),
-                ('check_kind', models.CharField(choices=[('http_json', 'HTTP, judge the JSON body'), ('tcp', 'TCP connect'), ('none', 'Not checked (process checks only)')], default='http_json', max_length=20)),
-                ('judge', models.CharField(choices=[('status', 'status is ok/healthy'), ('ws', 'cdb_ws: status healthy, ws_connected and redis_connected true')], default='status', max_length=20)),
-                ('core', models.BooleanField(default=False, help_text='On the core trading path (down → SEV-1).')),
-                ('enabled', models.BooleanField(default=True)),
-                ('timeout', models.FloatField(default=3.0)),
-                ('state', models.CharField(choices=[('unknown', 'Unknown'), ('up', 'Up'), ('degraded', 'Degraded'), ('down', 'Down')], default='unknown', max_length=10)),
-                ('failures', models.PositiveIntegerField(default=0)),
-                ('successes', models.PositiveIntegerField(default=0)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_latency_ms', models.FloatField(blank=True, null=True)),
-                ('last_detail', models.CharField(blank=True, max_length=300)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=80, unique=True)),
+                (
+                    "url",
+                    models.CharField(
+                        blank=True, help_text="http(s) URL, or host:port for TCP.", max_length=300
+                    ),
+                ),
+                (
+                    "check_kind",
+                    models.CharField(
+                        choices=[
+                            ("http_json", "HTTP, judge the JSON body"),
+                            ("tcp", "TCP connect"),
+                            ("none", "Not checked (process checks only)"),
+                        ],
+                        default="http_json",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "judge",
+                    models.CharField(
+                        choices=[
+                            ("status", "status is ok/healthy"),
+                            ("ws", "cdb_ws: status healthy, ws_connected and redis_connected true"),
+                        ],
+                        default="status",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "core",
+                    models.BooleanField(default=False, help_text="On the core trading path (down → SEV-1)."),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("timeout", models.FloatField(default=3.0)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("unknown", "Unknown"),
+                            ("up", "Up"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                        ],
+                        default="unknown",
+                        max_length=10,
+                    ),
+                ),
+                ("failures", models.PositiveIntegerField(default=0)),
+                ("successes", models.PositiveIntegerField(default=0)),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_latency_ms", models.FloatField(blank=True, null=True)),
+                ("last_detail", models.CharField(blank=True, max_length=300)),
             ],
             options={
-                'ordering': ['-core', 'name'],
+                "ordering": ["-core", "name"],
             },
         ),
         migrations.CreateModel(
-            name='PrometheusRule',
+            name="PrometheusRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('expr', models.TextField(help_text='PromQL, evaluated as an instant query.')),
-                ('comparison', models.CharField(choices=[('>', '>'), ('>=', '≥'), ('<', '<'), ('<=', '≤'), ('==', '='), ('!=', '≠')], default='>', max_length=2)),
-                ('threshold', models.FloatField(default=0)),
-                ('for_seconds', models.PositiveIntegerField(default=0)),
-                ('severity', models.PositiveSmallIntegerField(default=3)),
-                ('enabled', models.BooleanField(default=True)),
-                ('state', models.CharField(choices=[('inactive', 'Inactive'), ('pending', 'Pending'), ('firing', 'Firing'), ('error', 'Error')], default='inactive', max_length=10)),
-                ('pending_since', models.DateTimeField(blank=True, null=True)),
-                ('last_value', models.FloatField(blank=True, null=True)),
-                ('last_evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("expr", models.TextField(help_text="PromQL, evaluated as an instant query.")),
+                (
+                    "comparison",
+                    models.CharField(
+                        choices=[(">", ">"), (">=", "≥"), ("<", "<"), ("<=", "≤"), ("==", "="), ("!=", "≠")],
+                        default=">",
+                        max_length=2,
+                    ),
+                ),
+                ("threshold", models.FloatField(default=0)),
+                ("for_seconds", models.PositiveIntegerField(default=0)),
+                ("severity", models.PositiveSmallIntegerField(default=3)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("inactive", "Inactive"),
+                            ("pending", "Pending"),
+                            ("firing", "Firing"),
+                            ("error", "Error"),
+                        ],
+                        default="inactive",
+                        max_length=10,
+                    ),
+                ),
+                ("pending_since", models.DateTimeField(blank=True, null=True)),
+                ("last_value", models.FloatField(blank=True, null=True)),
+                ("last_evaluated_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
             ],
             options={
-                'ordering': ['severity', 'name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('severity__gte', 1), ('severity__lte', 4)), name='rule_severity')],
+                "ordering": ["severity", "name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("severity__gte", 1), ("severity__lte", 4)), name="rule_severity"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SignalGroup',
+            name="SignalGroup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=300, unique=True)),
-                ('incident', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='incidents.incident')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=300, unique=True)),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="incidents.incident",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='HealthResult',
+            name="HealthResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('checked_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('unknown', 'Unknown'), ('up', 'Up'), ('degraded', 'Degraded'), ('down', 'Down')], max_length=10)),
-                ('latency_ms', models.FloatField(null=True)),
-                ('detail', models.CharField(blank=True, max_length=200)),
-                ('service', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='results', to='detection.monitoredservice')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("checked_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("unknown", "Unknown"),
+                            ("up", "Up"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("latency_ms", models.FloatField(null=True)),
+                ("detail", models.CharField(blank=True, max_length=200)),
+                (
+                    "service",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="results",
+                        to="detection.monitoredservice",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-checked_at'],
-                'indexes': [models.Index(fields=['service', '-checked_at'], name='health_by_service')],
+                "ordering": ["-checked_at"],
+                "indexes": [models.Index(fields=["service", "-checked_at"], name="health_by_service")],
             },
         ),
         migrations.CreateModel(
-            name='Signal',
+            name="Signal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('health', 'Health check'), ('prometheus', 'Prometheus rule'), ('alertmanager', 'Alertmanager'), ('grafana', 'Grafana')], max_length=20)),
-                ('dedup_key', models.CharField(help_text='fingerprint|startsAt|status', max_length=300)),
-                ('group_key', models.CharField(help_text='Which incident it belongs to.', max_length=300)),
-                ('fingerprint', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('firing', 'Firing'), ('resolved', 'Resolved')], max_length=10)),
-                ('severity', models.PositiveSmallIntegerField()),
-                ('title', models.CharField(max_length=300)),
-                ('summary', models.TextField(blank=True)),
-                ('labels', models.JSONField(blank=True, default=dict)),
-                ('annotations', models.JSONField(blank=True, default=dict)),
-                ('links', models.JSONField(blank=True, default=list, help_text='Only http(s) URLs.')),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField(blank=True, null=True)),
-                ('received_at', models.DateTimeField()),
-                ('incident', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='signals', to='incidents.incident')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("health", "Health check"),
+                            ("prometheus", "Prometheus rule"),
+                            ("alertmanager", "Alertmanager"),
+                            ("grafana", "Grafana"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("dedup_key", models.CharField(help_text="fingerprint|startsAt|status", max_length=300)),
+                ("group_key", models.CharField(help_text="Which incident it belongs to.", max_length=300)),
+                ("fingerprint", models.CharField(max_length=200)),
+                (
+                    "status",
+                    models.CharField(choices=[("firing", "Firing"), ("resolved", "Resolved")], max_length=10),
+                ),
+                ("severity", models.PositiveSmallIntegerField()),
+                ("title", models.CharField(max_length=300)),
+                ("summary", models.TextField(blank=True)),
+                ("labels", models.JSONField(blank=True, default=dict)),
+                ("annotations", models.JSONField(blank=True, default=dict)),
+                ("links", models.JSONField(blank=True, default=list, help_text="Only http(s) URLs.")),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField(blank=True, null=True)),
+                ("received_at", models.DateTimeField()),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="signals",
+                        to="incidents.incident",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at', '-id'],
-                'indexes': [models.Index(fields=['incident', '-received_at'], name='signal_by_incident'), models.Index(fields=['-received_at'], name='signal_recent')],
-                'constraints': [models.UniqueConstraint(fields=('source', 'dedup_key'), name='signal_dedup')],
+                "ordering": ["-received_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["incident", "-received_at"], name="signal_by_incident"),
+                    models.Index(fields=["-received_at"], name="signal_recent"),
+                ],
+                "constraints": [models.UniqueConstraint(fields=("source", "dedup_key"), name="signal_dedup")],
             },
         ),
     ]
