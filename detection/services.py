@@ -63,14 +63,17 @@ class IngestResult:
 def signals_ingest(alerts: list[AlertInput], *, received_at: datetime | None = None) -> IngestResult:
     """Store each new alert and open or update its incident; a repeated alert changes nothing.
 
-    1. Lock the alert's group (one row per grouping key), so concurrent deliveries of one group queue.
+    1. Lock the alert's group (one row per grouping key, in key order), so concurrent deliveries of one
+       group queue behind each other and never deadlock.
     2. Skip an alert already stored with the same (source, fingerprint, start, status).
     3. Firing: join the group's open incident (raising its severity if the alert is more severe), or
        declare one. Resolved: write it on the incident's timeline; incidents never close themselves.
     """
     received_at = received_at or timezone.now()
     result = IngestResult()
-    for alert in alerts:
+    # Lock groups in one global order: two deliveries of the same groups never wait on each other
+    # crosswise (deadlock). Within a group the delivery's own order is kept.
+    for alert in sorted(alerts, key=lambda a: a.group_key):
         group = _lock_group(alert.group_key)
         if Signal.objects.filter(source=alert.source, dedup_key=alert.dedup_key).exists():
             result.duplicates += 1
@@ -101,7 +104,7 @@ def signals_ingest(alerts: list[AlertInput], *, received_at: datetime | None = N
 
 def _lock_group(key: str) -> SignalGroup:
     SignalGroup.objects.get_or_create(key=key[:300])
-    return SignalGroup.objects.select_for_update().select_related("incident").get(key=key[:300])
+    return SignalGroup.objects.select_for_update(of=("self",)).select_related("incident").get(key=key[:300])
 
 
 def _route(group: SignalGroup, alert: AlertInput, now: datetime) -> Incident | None:
