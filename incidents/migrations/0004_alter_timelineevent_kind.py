@@ -6,15 +6,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('incidents', '0003_alter_timelineevent_kind'),
+        ("incidents", "0003_alter_timelineevent_kind"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='timelineevent',
-            name='kind',
-            field=models.CharField(choices=[('declared', 'Declared'), ('acknowledged', 'Acknowledged'), ('status_changed', 'Status changed'), ('severity_changed', 'Severity changed'), ('commander_assigned', 'Commander assigned'), ('note', 'Note'), ('checklist_item', 'Checklist'), ('edited', 'Edited'), ('sla_breached', 'Response SLA breached'), ('kill_switch', 'Kill switch'), ('signal', 'Alert or signal')], max_length=30),
+            model_name="timelineevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("declared", "Declared"),
+                    ("acknowledged", "Acknowledged"),
+                    ("status_changed", "Status changed"),
+                    ("severity_changed", "Severity changed"),
+                    ("commander_assigned", "Commander assigned"),
+                    ("note", "Note"),
+                    ("checklist_item", "Checklist"),
+                    ("edited", "Edited"),
+                    ("sla_breached", "Response SLA breached"),
+                    ("kill_switch", "Kill switch"),
+                    ("signal", "Alert or signal"),
+                ],
+                max_length=30,
+            ),
         ),
     ]
