@@ -35,6 +35,7 @@ run: build
 	mkdir -p var
 	DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} $(PY) manage.py load_playbook
+	DEBUG=$${DEBUG:-true} $(PY) manage.py load_services $$( [ "$${CDB_HEALTH:-0}" = "1" ] && echo --enable )
 	DEBUG=$${DEBUG:-true} $(PY) manage.py seed_demo $$( [ "$${DEMO:-1}" = "0" ] && echo --no-incidents )
 	DEBUG=$${DEBUG:-true} $(VENV)/bin/honcho -f Procfile.dev start
 
