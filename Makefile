@@ -26,7 +26,7 @@ staticfiles/.built: $(VENV)/.installed $(HTMX) $(shell find static -type f -not 
 	$(PY) manage.py collectstatic --noinput -v0
 	touch $@
 
-.PHONY: build run test lint services chromium bench clean
+.PHONY: build run test lint services chromium prometheus bench clean
 build: $(VENV)/.installed $(HTMX) staticfiles/.built
 
 # Embedded default: SQLite and a filesystem broker under var/. Set DATABASE_URL and
@@ -35,6 +35,7 @@ run: build
 	mkdir -p var
 	DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} $(PY) manage.py load_playbook
+	DEBUG=$${DEBUG:-true} $(PY) manage.py load_prometheus_rules
 	DEBUG=$${DEBUG:-true} $(PY) manage.py load_services $$( [ "$${CDB_HEALTH:-0}" = "1" ] && echo --enable )
 	DEBUG=$${DEBUG:-true} $(PY) manage.py seed_demo $$( [ "$${DEMO:-1}" = "0" ] && echo --no-incidents )
 	DEBUG=$${DEBUG:-true} $(VENV)/bin/honcho -f Procfile.dev start
@@ -47,12 +48,15 @@ services:
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+prometheus:
+	@test -x /usr/bin/prometheus || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+
 lint: build
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-test: build services chromium lint
+test: build services chromium prometheus lint
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) manage.py check
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_ALLOW_ASYNC_UNSAFE=true \

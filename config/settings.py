@@ -245,6 +245,7 @@ CDB_BASE_URL = env.str("CDB_BASE_URL", default="http://{name}:{port}")
 # Prometheus's HTTP API; empty disables rule evaluation.
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_EVAL_SECONDS = env.float("PROMETHEUS_EVAL_SECONDS", default=15.0)
+PROMETHEUS_TIMEOUT = env.float("PROMETHEUS_TIMEOUT", default=5.0)
 CELERY_BEAT_SCHEDULE |= {
     "detection-poll-health": {
         "task": "detection.tasks.poll_health",
