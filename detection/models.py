@@ -142,6 +142,11 @@ class PrometheusRule(models.Model):
     threshold = models.FloatField(default=0)
     for_seconds = models.PositiveIntegerField(default=0)
     severity = models.PositiveSmallIntegerField(default=3)
+    group = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Join this signal group's incident instead of the rule's own (e.g. killswitch:production).",
+    )
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=10, choices=RuleState.choices, default=RuleState.INACTIVE)
     pending_since = models.DateTimeField(null=True, blank=True)

@@ -377,7 +377,7 @@ def _firing(rule: PrometheusRule, hits: list[Sample]) -> AlertInput:
     return AlertInput(
         source=Source.PROMETHEUS,
         fingerprint=_fingerprint(rule),
-        group_key=f"prometheus:{rule.name}",
+        group_key=rule.group or f"prometheus:{rule.name}",
         status=SignalStatus.FIRING,
         starts_at=rule.pending_since,
         severity=rule.severity,
@@ -401,7 +401,7 @@ def _resolved(rule: PrometheusRule, now: datetime, shown: float | None) -> Alert
     return AlertInput(
         source=Source.PROMETHEUS,
         fingerprint=_fingerprint(rule),
-        group_key=f"prometheus:{rule.name}",
+        group_key=rule.group or f"prometheus:{rule.name}",
         status=SignalStatus.RESOLVED,
         starts_at=rule.pending_since,
         ends_at=now,
@@ -477,7 +477,7 @@ def _display_url(url: str) -> str:
 # Rules as data
 # ---------------------------------------------------------------------------------------------
 
-_FIELDS = {"name", "expr", "comparison", "threshold", "for_seconds", "severity", "enabled"}
+_FIELDS = {"name", "expr", "comparison", "threshold", "for_seconds", "severity", "enabled", "group"}
 
 
 class RulesFileError(Exception):
@@ -493,6 +493,7 @@ class RuleDefinition:
     for_seconds: int
     severity: int
     enabled: bool
+    group: str = ""
 
 
 def read_rules(path: Path = RULES_FILE) -> list[RuleDefinition]:
@@ -544,6 +545,9 @@ def _definition(item: Any, index: int) -> RuleDefinition:
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RulesFileError(f"{where}: `enabled` must be true or false")
+    group = item.get("group", "")
+    if not isinstance(group, str) or len(group) > 100:
+        raise RulesFileError(f"{where}: `group` must be a signal group key of at most 100 characters")
     return RuleDefinition(
         name=name.strip(),
         expr=expr.strip(),
@@ -552,6 +556,7 @@ def _definition(item: Any, index: int) -> RuleDefinition:
         for_seconds=for_seconds,
         severity=int(severity),
         enabled=enabled,
+        group=group.strip(),
     )
 
 
@@ -568,6 +573,7 @@ def load_rules(path: Path = RULES_FILE) -> dict[str, int]:
             "threshold": definition.threshold,
             "for_seconds": definition.for_seconds,
             "severity": definition.severity,
+            "group": definition.group,
         }
         existing = PrometheusRule.objects.select_for_update().filter(name=definition.name).first()
         if existing is None:

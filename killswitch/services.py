@@ -126,6 +126,7 @@ def killswitch_activate(
             ip=ip,
         )
         if incident is not None:
+            _name_incident(tgt, incident)
             incident_services.incident_record_kill_switch(
                 incident=incident,
                 actor=actor,
@@ -380,6 +381,13 @@ def killswitch_reconcile(*, target: str) -> State:
     return state
 
 
+def _name_incident(tgt: Target, incident: Incident) -> None:
+    """Alerts about this target's kill switch (the `risk_kill_switch_active` rule) join this incident."""
+    from detection.models import SignalGroup
+
+    SignalGroup.objects.update_or_create(key=f"killswitch:{tgt.name}", defaults={"incident": incident})
+
+
 def _open_or_attach_incident(tgt: Target, state: State) -> Incident:
     kind = IncidentType.objects.filter(slug="kill-switch-activated").first() or IncidentType.objects.get(
         slug="other"
@@ -418,4 +426,5 @@ def _open_or_attach_incident(tgt: Target, state: State) -> Incident:
         ),
         data={"target": tgt.name, **state.as_dict()},
     )
+    _name_incident(tgt, incident)
     return incident

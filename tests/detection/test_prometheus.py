@@ -697,3 +697,36 @@ def test_missing_prometheus_binary_fails_naming_the_make_target(monkeypatch, tmp
     monkeypatch.setattr("tests.standins.prometheus.os.access", lambda *a: False)
     with pytest.raises(pytest.fail.Exception, match="make prometheus"):
         PrometheusStandIn({}, tmp_path).start()
+
+
+@pytest.mark.django_db
+def test_the_kill_switch_rule_joins_the_incident_a_console_halt_was_linked_to(ks_files, responder):
+    """A halt from an incident must not spawn a second SEV-1 from the risk_kill_switch_active rule."""
+    from detection.prometheus import load_rules
+    from detection.services import AlertInput, signals_ingest
+    from incidents.models import Incident
+    from killswitch import services as ks
+    from tests.incidents.factories import declare
+
+    load_rules()
+    rule = PrometheusRule.objects.get(name="kill-switch-active")
+    assert rule.group == "killswitch:production"
+    incident = declare(responder, severity=1)
+    ks.killswitch_activate(
+        target="production", actor=responder, reason="manual", message="x", incident=incident
+    )
+    signals_ingest(
+        [
+            AlertInput(
+                source="prometheus",
+                fingerprint="rule:kill-switch-active",
+                status="firing",
+                starts_at=timezone.now(),
+                severity=1,
+                title="kill switch active",
+                group_key=rule.group,
+            )
+        ]
+    )
+    assert Incident.objects.count() == 1
+    assert incident.events.filter(kind="signal").count() == 1
