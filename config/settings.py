@@ -67,6 +67,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "killswitch.context_processors.killswitch",
+                "detection.context_processors.liveness",
             ],
         },
     },

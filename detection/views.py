@@ -1,4 +1,4 @@
-"""Webhook endpoints for Alertmanager and Grafana, and the status board.
+"""Webhook endpoints for Alertmanager and Grafana, the status board, and the liveness indicator.
 
 A webhook answers 2xx only once its alerts are committed, and 503 when they cannot be: Alertmanager
 retries 5xx and drops everything else for good.
@@ -14,11 +14,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.middleware import HtmxDetails
 
+from detection import selectors
 from detection.models import Source
 from detection.services import AlertInput, signals_ingest
 from detection.webhooks import PayloadError, parse_alertmanager, parse_grafana
@@ -64,6 +69,8 @@ def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[Aler
         payload = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         return _error(400, f"Body is not JSON: {exc}"[:300])
+    except RecursionError:
+        return _error(400, "Body is not JSON we accept: nested too deeply.")
     try:
         alerts = parse(payload)
     except PayloadError as exc:
@@ -93,3 +100,29 @@ def alertmanager(request: HttpRequest) -> HttpResponse:
 @login_not_required
 def grafana(request: HttpRequest) -> HttpResponse:
     return _webhook(request, Source.GRAFANA, parse_grafana)
+
+
+# --- Pages --------------------------------------------------------------------------------------
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+BOARD = "detection/board.html"
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def board(request: HtmxHttpRequest) -> HttpResponse:
+    """Services, recent signals and rule states; the page re-fetches its #board partial every 5 s."""
+    if not request.user.has_perm("incidents.view_incident"):
+        raise PermissionDenied("The status board needs a role (viewer or above).")
+    context = {"board": selectors.board()}
+    return render(request, f"{BOARD}#board" if request.htmx else BOARD, context)
+
+
+@require_GET
+def liveness(request: HttpRequest) -> HttpResponse:
+    """The top bar's data-age indicator, re-fetched by every page every 5 s (one query)."""
+    return render(request, "detection/liveness.html")

@@ -7,7 +7,7 @@ so the sender's operator can fix their configuration from the 400 message alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +20,8 @@ MAX_ALERTS = 1000
 MAX_TEXT = 10_000
 MAX_LABELS = 100
 ZERO_TIME = "0001-01-01T00:00:00Z"
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, tzinfo=UTC)
 
 
 class PayloadError(ValueError):
@@ -43,6 +45,10 @@ def _text(value: Any, where: str, *, required: bool = True, limit: int = MAX_TEX
         raise PayloadError(f"{where}: longer than {limit} characters")
     if "\x00" in value:
         raise PayloadError(f"{where}: contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{where}: contains a lone UTF-16 surrogate (not valid text)") from None
     return value
 
 
@@ -68,7 +74,13 @@ def _time(value: Any, where: str, *, required: bool = True) -> datetime | None:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise PayloadError(f"{where}: {text!r} is not an RFC 3339 time with a zone")
-    return parsed
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= LATEST:
+        raise PayloadError(f"{where}: {text!r} is out of range (years 1970 to 9998 in UTC)")
+    return in_utc
 
 
 def group_key(labels: dict[str, str]) -> str:
@@ -98,8 +110,8 @@ def _alerts(
         if status not in ("firing", "resolved"):
             raise PayloadError(f"{where}.status: {status!r} is neither 'firing' nor 'resolved'")
         labels = _string_map(alert.get("labels"), f"{where}.labels")
-        if not labels.get("alertname"):
-            raise PayloadError(f"{where}.labels.alertname: missing")
+        if not labels.get("alertname", "").strip():
+            raise PayloadError(f"{where}.labels.alertname: missing or blank")
         annotations = _string_map(alert.get("annotations"), f"{where}.annotations")
         fingerprint = _text(alert.get("fingerprint"), f"{where}.fingerprint", limit=200)
         starts_at = _time(alert.get("startsAt"), f"{where}.startsAt")

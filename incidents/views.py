@@ -27,6 +27,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
+from detection.selectors import signals_for_incident
 from incidents import forms, selectors, services
 from incidents.lifecycle import ACTION_LABELS, ActionRefused, allowed_targets
 from incidents.models import Incident, IncidentType, SeverityLevel, Status
@@ -179,6 +180,7 @@ def _detail_context(
         "pre_recovery_done": all(i.done for i in pre_recovery),
         "targets": [(s, ACTION_LABELS[s]) for s in allowed_targets(incident.status)],
         "events": selectors.timeline_for(incident, after=new_events_after),
+        "signals": signals_for_incident(incident),
         "append_only": new_events_after is not None,
         "answers": describe_answers(incident.decision_answers) if incident.decision_answers else None,
         "now": timezone.now(),

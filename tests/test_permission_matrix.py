@@ -111,6 +111,11 @@ ROWS = [
     ),
     Row("killswitch:approve", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {}),
     Row("killswitch:reject", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {"note": "no"}),
+    # The status board: every role that may view incidents (the same shape as KS_VIEW); the liveness
+    # indicator, like the kill-switch banner: everyone logged in.
+    Row("detection:board", "get", KS_VIEW),
+    Row("detection:board", "post", POST_ONLY, label="post", data=lambda c: {}),
+    Row("detection:liveness", "get", EVERYONE),
     # Webhooks: bearer token, not session; a person's login grants nothing there.
     Row("detection:alertmanager", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
     Row("detection:alertmanager", "get", dict.fromkeys(PERSONAS, 405), label="get"),
