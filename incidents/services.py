@@ -336,19 +336,6 @@ def incident_record_kill_switch(
 
 
 @transaction.atomic
-def incident_record_signal(
-    *, incident: Incident | int, message: str, data: dict[str, Any]
-) -> Incident | None:
-    """An alert or health signal about this incident (firing again, resolved). Closed incidents stay as
-    they were closed: the signal is kept, but not written on their timeline (returns None)."""
-    incident = _lock(incident)
-    if incident.status == Status.CLOSED:
-        return None
-    timeline.record(incident, kind=EventKind.SIGNAL, message=message[:2000], data=data)
-    return incident
-
-
-@transaction.atomic
 def incident_record_sla_breach(*, incident_id: int, now: datetime | None = None) -> bool:
     """Record an unacknowledged incident's response-SLA breach, once. True if recorded now."""
     now = now or timezone.now()
@@ -381,3 +368,20 @@ def sla_breaches_sweep(*, now: datetime | None = None) -> int:
         acknowledged_at__isnull=True, sla_breached_at__isnull=True, ack_due_at__lte=now
     ).values_list("pk", flat=True)
     return sum(incident_record_sla_breach(incident_id=pk, now=now) for pk in list(due[:500]))
+
+
+@transaction.atomic(savepoint=False)
+def incident_record_signals(
+    *, incident: Incident | int, entries: list[tuple[str, dict[str, Any]]]
+) -> Incident | None:
+    """Alerts or health signals about this incident (firing again, resolved), several at once: one
+    lock, one INSERT, one version bump. Closed incidents stay as they were closed: the signals are
+    kept, but not written on their timeline (returns None)."""
+    incident = _lock(incident)
+    if incident.status == Status.CLOSED:
+        return None
+    timeline.record_many(
+        incident,
+        [{"kind": EventKind.SIGNAL, "message": message[:2000], "data": data} for message, data in entries],
+    )
+    return incident

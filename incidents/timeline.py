@@ -37,3 +37,29 @@ def record(
     Incident.objects.filter(pk=incident.pk).update(version=event.pk)
     incident.version = event.pk
     return event
+
+
+def record_many(incident: Incident, events: list[dict[str, Any]]) -> list[TimelineEvent]:
+    """Append several events (kind, message, data...) in one INSERT; the version moves to the last."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("timeline.record_many must run inside the service's transaction")
+    if not events:
+        return []
+    now = timezone.now()
+    rows = TimelineEvent.objects.bulk_create(
+        TimelineEvent(
+            incident=incident,
+            kind=e["kind"],
+            actor=None,
+            created_at=e.get("at") or now,
+            old_value=str(e.get("old", ""))[:200],
+            new_value=str(e.get("new", ""))[:200],
+            message=e.get("message", ""),
+            data=e.get("data") or {},
+        )
+        for e in events
+    )
+    version = max(r.pk for r in rows)
+    Incident.objects.filter(pk=incident.pk).update(version=version)
+    incident.version = version
+    return rows
