@@ -28,9 +28,11 @@ import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Final, Self, cast
+
+from tests.standins.server import StoppableServer
 
 HOST: Final = "127.0.0.1"
 JSON: Final = "application/json"
@@ -190,41 +192,10 @@ def answer_for(kind: Kind, mode: Mode) -> Answer:
     raise ValueError(f"a stopped service does not answer ({mode})")
 
 
-class _Server(ThreadingHTTPServer):
-    """One run of the stand-in; it tracks connections so that stopping cuts them."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
+class _Server(StoppableServer):
     def __init__(self, port: int, standin: HealthStandIn) -> None:
-        self.standin = standin
-        self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._cond = threading.Condition()
-        super().__init__((HOST, port), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._cond:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._cond:
-                self._connections.discard(request)
-                self._cond.notify_all()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out and go away are the point of the slow mode; keep stderr quiet."""
-
-    def drop_connections(self, timeout: float) -> None:
-        with self._cond:
-            for conn in self._connections:
-                with suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            self._cond.wait_for(lambda: not self._connections, timeout)
+        super().__init__((HOST, port), _Handler, standin)
+        self.standin: HealthStandIn = standin
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -47,17 +47,18 @@ import errno
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, cast
 from urllib.parse import unquote, urlsplit
+
+from tests.standins.server import StoppableServer
 
 Semantics = Literal["mid", "new"]
 Clock = Callable[[], datetime]
@@ -527,44 +528,10 @@ class RecordedRequest:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    """One run of the stand-in. It tracks its connections so that ``stop()`` can cut them."""
-
-    daemon_threads = True
-    # Werkzeug's listen backlog (socketserver's default of 5 drops SYNs under a burst of clients,
-    # which then wait 1-3 s to retry).
-    request_queue_size = 128
-
+class _Server(StoppableServer):
     def __init__(self, port: int, standin: RiskServiceStandIn) -> None:
-        self.standin = standin
-        self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._cond = threading.Condition()
-        super().__init__((HOST, port), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._cond:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._cond:
-                self._connections.discard(request)
-                self._cond.notify_all()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Dropped connections are the point of ``stop()``; keep stderr quiet."""
-
-    def drop_connections(self, timeout: float) -> None:
-        """Cut every open connection, then wait for their handler threads to end."""
-        with self._cond:
-            for conn in self._connections:
-                with suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            self._cond.wait_for(lambda: not self._connections, timeout)
+        super().__init__((HOST, port), _Handler, standin)
+        self.standin: RiskServiceStandIn = standin
 
 
 class _Handler(BaseHTTPRequestHandler):
