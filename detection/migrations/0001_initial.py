@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("incidents", "0004_alter_timelineevent_kind"),
+        ("incidents", "0003_timelineevent_kinds"),
     ]
 
     operations = [

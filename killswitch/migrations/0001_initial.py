@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("incidents", "0003_alter_timelineevent_kind"),
+        ("incidents", "0003_timelineevent_kinds"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -249,13 +249,7 @@ class HealthStandIn:
                 return self
             server = _Server(self._port or 0, self)
             self._port = server.server_address[1]
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"health-standin-{self.kind.name}-{self._port}",
-                daemon=True,
-            )
-            thread.start()
+            thread = server.serve_in_thread(f"health-standin-{self.kind.name}-{self._port}")
             self._server, self._thread = server, thread
             if self._mode == Mode.STOPPED:
                 self._mode = Mode.HEALTHY

@@ -654,13 +654,7 @@ class RiskServiceStandIn:
                 return self
             server = _Server(self._port or 0, self)
             self._port = server.server_address[1]
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"risk-standin-{self._port}",
-                daemon=True,
-            )
-            thread.start()
+            thread = server.serve_in_thread(f"risk-standin-{self._port}")
             self._server, self._thread = server, thread
             return self
 

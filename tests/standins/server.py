@@ -37,6 +37,14 @@ class StoppableServer(ThreadingHTTPServer):
                 self._connections.discard(request)
                 self._cond.notify_all()
 
+    def serve_in_thread(self, name: str) -> threading.Thread:
+        """Serve from a daemon thread that notices shutdown() within 50 ms."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Dropped and timed-out connections are the point of stopping and slow modes; keep quiet."""
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0003_alter_timelineevent_kind"),
+        ("incidents", "0002_roles"),
     ]
 
     operations = [
