@@ -235,6 +235,7 @@ WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOK_MAX_BYTES + 1, 2_621_440)
 # Which labels group alerts into one incident.
 ALERT_GROUP_BY = env.list("ALERT_GROUP_BY", default=["alertname", "service"])
+ALERT_ROUTE_SWEEP_SECONDS = env.float("ALERT_ROUTE_SWEEP_SECONDS", default=5.0)
 # Health polling: every HEALTH_POLL_SECONDS; down after HEALTH_DOWN_AFTER failures in a row, up after
 # HEALTH_UP_AFTER successes in a row (flap damping); the newest HEALTH_RESULTS_KEEP results per service.
 HEALTH_POLL_SECONDS = env.float("HEALTH_POLL_SECONDS", default=15.0)
@@ -254,6 +255,12 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"expires": HEALTH_POLL_SECONDS},
     },
     "detection-prune-health": {"task": "detection.tasks.prune_health_results", "schedule": 300.0},
+    # Webhooks wake a router per delivery; this sweep routes what waits anyway (broker down, lost wake-up).
+    "detection-route-signals": {
+        "task": "detection.tasks.route_signals",
+        "schedule": ALERT_ROUTE_SWEEP_SECONDS,
+        "options": {"expires": ALERT_ROUTE_SWEEP_SECONDS},
+    },
     "detection-prometheus": {
         "task": "detection.tasks.evaluate_prometheus_rules",
         "schedule": PROMETHEUS_EVAL_SECONDS,

@@ -19,7 +19,8 @@ class SignalStatus(models.TextChoices):
 
 
 class Signal(models.Model):
-    """One received alert state. (source, dedup_key) is unique: a duplicate delivery changes nothing."""
+    """One received alert state. (source, dedup_key) is unique: a duplicate delivery changes nothing.
+    Stored first, routed to its group's incident afterwards (routed_at)."""
 
     source = models.CharField(max_length=20, choices=Source.choices)
     dedup_key = models.CharField(max_length=300, help_text="fingerprint|startsAt|status")
@@ -29,12 +30,16 @@ class Signal(models.Model):
     severity = models.PositiveSmallIntegerField()
     title = models.CharField(max_length=300)
     summary = models.TextField(blank=True)
+    component = models.CharField(max_length=80, blank=True, help_text="The affected service, if named.")
     labels = models.JSONField(default=dict, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
     links = models.JSONField(default=list, blank=True, help_text="Only http(s) URLs.")
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
+    routed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it reached its incident's timeline (empty: still waiting)."
+    )
     incident = models.ForeignKey(
         "incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="signals"
     )
@@ -45,6 +50,7 @@ class Signal(models.Model):
         indexes = [
             models.Index(fields=["incident", "-received_at"], name="signal_by_incident"),
             models.Index(fields=["-received_at"], name="signal_recent"),
+            models.Index(fields=["id"], condition=Q(routed_at__isnull=True), name="signal_unrouted"),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import CharField, Prefetch, Value
+from django.db.models import CharField, Count, Min, Prefetch, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -44,7 +44,7 @@ def age_text(seconds: float) -> str:
 
 
 def _age(then: datetime | None, now: datetime) -> str:
-    return age_text((now - then).total_seconds()) if then is not None else ""
+    return age_text(max(0.0, (now - then).total_seconds())) if then is not None else ""
 
 
 # --- Links ------------------------------------------------------------------------------------
@@ -174,11 +174,13 @@ class Board:
     rules: list[RuleRow]
     signals: list[SignalRow]
     now: datetime
+    waiting: int = 0  # stored signals not yet routed into incidents (a worker is behind or stopped)
+    waiting_age: str = ""
 
 
 def board(*, now: datetime | None = None) -> Board:
-    """Everything the status board shows, in four queries whatever the data's size: services, their
-    last TREND_POINTS results (one windowed prefetch), rules, recent signals."""
+    """Everything the status board shows, in five queries whatever the data's size: services, their
+    last TREND_POINTS results (one windowed prefetch), rules, recent signals, signals waiting."""
     now = now or timezone.now()
     recent = HealthResult.objects.only("id", "service_id", "checked_at", "status", "latency_ms").order_by(
         "-checked_at"
@@ -201,7 +203,12 @@ def board(*, now: datetime | None = None) -> Board:
     rules = [
         RuleRow(rule=r, evaluated_age=_age(r.last_evaluated_at, now)) for r in PrometheusRule.objects.all()
     ]
+    waiting = Signal.objects.filter(routed_at__isnull=True).aggregate(
+        n=Count("id"), oldest=Min("received_at")
+    )
     return Board(
+        waiting=waiting["n"],
+        waiting_age=_age(waiting["oldest"], now) if waiting["n"] else "",
         core=[r for r in rows if r.service.core],
         other=[r for r in rows if not r.service.core],
         counts=counts,

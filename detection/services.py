@@ -1,19 +1,24 @@
-"""Signals in, incidents out. `signals_ingest` is the one way any alert (webhook, health check,
-Prometheus rule) reaches an incident: idempotent per (source, fingerprint, start, status), grouped by
-key, serialised per group, one transaction for a whole delivery."""
+"""Signals in, incidents out, in two steps. `signals_receive` stores an alert (webhook, health check,
+Prometheus rule) once per (source, fingerprint, start, status); `signals_route` turns stored signals
+into incidents, grouped by key, in batches. Webhooks answer after the first step and wake a worker for
+the second, so a burst of alerts costs the sender one insert each and is routed in a few batches;
+the console's own detectors, already in a worker, do both at once (`signals_ingest`)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from detection.models import Signal, SignalGroup, SignalStatus
+from detection.models import Heartbeat, Signal, SignalGroup, SignalStatus
 from incidents import services as incident_services
 from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
 
@@ -57,7 +62,12 @@ class AlertInput:
 class IngestResult:
     new: int = 0
     duplicates: int = 0
-    incidents: set[int] = field(default_factory=set)
+
+
+# Signals routed per transaction: big enough to amortise a burst, small enough to keep locks short.
+ROUTE_BATCH = 500
+ROUTER = "alert routing"  # the Heartbeat row that serialises routers and shows when routing last ran
+WAKE_INTERVAL = 0.25  # seconds: a web process wakes the router at most this often (see _RouterWaker)
 
 
 def _stored(alerts: list[AlertInput]) -> set[tuple[str, str]]:
@@ -66,102 +76,229 @@ def _stored(alerts: list[AlertInput]) -> set[tuple[str, str]]:
     for alert in alerts:
         keys.setdefault(alert.source, set()).add(alert.dedup_key)
     found: set[tuple[str, str]] = set()
-    for source, dedup_keys in keys.items():
-        found.update(
-            (source, k)
-            for k in Signal.objects.filter(source=source, dedup_key__in=dedup_keys)
-            .order_by()
-            .values_list("dedup_key", flat=True)
-        )
+    table = connection.ops.quote_name(Signal._meta.db_table)
+    with connection.cursor() as cursor:
+        # Plain SQL: this runs for every delivery, and the ORM's query building cost more than the query.
+        for source, dedup_keys in keys.items():
+            marks = ", ".join(["%s"] * len(dedup_keys))
+            cursor.execute(
+                f"SELECT dedup_key FROM {table} WHERE source = %s AND dedup_key IN ({marks})",  # noqa: S608
+                [source, *dedup_keys],
+            )
+            found.update((source, row[0]) for row in cursor.fetchall())
     return found
 
 
-def signals_ingest(alerts: list[AlertInput], *, received_at: datetime | None = None) -> IngestResult:
-    """Store each new alert and open or update its incident; a repeated alert changes nothing.
+def _insert_new(signals: list[Signal]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING: simultaneous deliveries of one alert (Alertmanager's HA
+    peers) store it once and neither fails. Returns how many rows this call inserted."""
+    meta = Signal._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [f.get_db_prep_save(f.pre_save(s, add=True), connection) for s in signals for f in fields]
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES {', '.join([row] * len(signals))} "
+        "ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return len(cursor.fetchall())
 
-    0. Drop the alerts already stored, with one query and no lock (a stored signal is never deleted,
+
+def signals_receive(
+    alerts: list[AlertInput], *, received_at: datetime | None = None, wake_router: bool = True
+) -> IngestResult:
+    """Store each new alert, not yet routed; a repeated alert changes nothing. Committed on return.
+
+    1. Drop the alerts already stored, with one query and no lock (a stored signal is never deleted,
        so "already stored" stays true): a re-delivery that brings nothing new writes nothing.
-    1. Lock the remaining alerts' groups (one row per grouping key, in key order), so concurrent
-       deliveries of one group queue behind each other and never deadlock; re-check under the locks.
-    2. Firing: join the group's open incident (raising its severity if the alert is more severe), or
-       declare one. Resolved: write it on the incident's timeline; incidents never close themselves.
+    2. Insert the rest in one statement that skips any a concurrent delivery stored meanwhile.
+    3. Wake a router once committed. PostgreSQL is the source of truth: when the broker is down the
+       signals wait, and the periodic `route_signals` sweep routes them.
     """
     received_at = received_at or timezone.now()
     result = IngestResult()
     stored = _stored(alerts)
-    fresh: list[AlertInput] = []
-    seen: set[tuple[str, str]] = set()
+    fresh: dict[tuple[str, str], AlertInput] = {}
     for alert in alerts:
         key = (alert.source, alert.dedup_key)
-        if key in stored or key in seen:
+        if key in stored or key in fresh:
             result.duplicates += 1
         else:
-            seen.add(key)
-            fresh.append(alert)
+            fresh[key] = alert
     if not fresh:
         return result
-    with transaction.atomic():
-        # Lock groups in one global order: two deliveries of the same groups never wait on each other
-        # crosswise (deadlock). Within a group the delivery's own order is kept.
-        fresh.sort(key=lambda a: a.group_key)
-        groups = {key: _lock_group(key) for key in dict.fromkeys(a.group_key[:300] for a in fresh)}
-        stored = _stored(fresh)  # a concurrent delivery may have stored some while we waited
-        signals = []
-        fresh = [a for a in fresh if (a.source, a.dedup_key) not in stored]
-        result.duplicates += len(stored)
-        for key, members in itertools.groupby(fresh, key=lambda a: a.group_key[:300]):
-            routed = _route_group(groups[key], list(members), received_at)
-            for alert, incident in routed:
-                signals.append(
-                    Signal(
-                        source=alert.source,
-                        dedup_key=alert.dedup_key,
-                        group_key=alert.group_key[:300],
-                        fingerprint=alert.fingerprint[:200],
-                        status=alert.status,
-                        severity=alert.severity,
-                        title=alert.title[:300],
-                        summary=alert.summary,
-                        labels=alert.labels,
-                        annotations=alert.annotations,
-                        links=alert.links,
-                        starts_at=alert.starts_at,
-                        ends_at=alert.ends_at,
-                        received_at=received_at,
-                        incident=incident,
-                    )
-                )
-                result.new += 1
-                if incident is not None:
-                    result.incidents.add(incident.pk)
-        Signal.objects.bulk_create(signals)
+    # One statement: atomic by itself, committed on return outside a transaction.
+    result.new = _insert_new([_signal(alert, received_at) for alert in fresh.values()])
+    result.duplicates += len(fresh) - result.new
+    if result.new and wake_router:
+        transaction.on_commit(_wake_router)
     return result
 
 
-def _lock_group(key: str) -> SignalGroup:
-    """The group's row, locked: one query when it exists; created first (race-safe) when it does not."""
-    locked = SignalGroup.objects.select_for_update(of=("self",)).select_related("incident")
-    group = locked.filter(key=key).first()
-    if group is None:
-        SignalGroup.objects.bulk_create([SignalGroup(key=key)], ignore_conflicts=True)
-        group = locked.get(key=key)
-    return group
+def _signal(alert: AlertInput, received_at: datetime) -> Signal:
+    return Signal(
+        source=alert.source,
+        dedup_key=alert.dedup_key,
+        group_key=alert.group_key[:300],
+        fingerprint=alert.fingerprint[:200],
+        status=alert.status,
+        severity=alert.severity,
+        title=alert.title[:300],
+        summary=alert.summary,
+        component=alert.component[:80],
+        labels=alert.labels,
+        annotations=alert.annotations,
+        links=alert.links,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        received_at=received_at,
+    )
+
+
+class _RouterWaker:
+    """Publishes `route_signals` from one background thread per process, so a delivery's answer never
+    waits on the broker (a stopped Redis takes seconds to refuse). The first wake-up is published at
+    once; those requested in the next WAKE_INTERVAL are coalesced into one publish at its end, so a
+    burst of deliveries is routed in a few batches instead of one router pass per delivery. Every
+    wake-up requested after a commit is followed by a publish. Best effort by design: a wake-up lost
+    with its process, or refused by the broker, is left to the periodic sweep."""
+
+    def __init__(self) -> None:
+        self._due = threading.Event()
+        self._start = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.published = self.failed = 0  # this process's wake-ups, for tests and debugging
+
+    def __call__(self) -> None:
+        self._due.set()
+        if self._thread is None or not self._thread.is_alive():
+            with self._start:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="route-signals-waker", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        from detection.tasks import route_signals
+
+        while True:
+            self._due.wait()
+            self._due.clear()
+            try:
+                route_signals.apply_async(retry=False, expires=300)
+                self.published += 1
+            except Exception:
+                self.failed += 1
+                log.warning(
+                    "Could not wake a router; the periodic sweep will route the signals", exc_info=True
+                )
+            time.sleep(WAKE_INTERVAL)
+
+
+_wake_router = _RouterWaker()
+
+
+def signals_route(*, batch: int = ROUTE_BATCH, now: datetime | None = None) -> int:
+    """Route the stored, unrouted signals into incidents, oldest first; returns how many.
+
+    One router at a time: each batch first updates the router's Heartbeat row, which every other
+    router then waits on (a row lock on PostgreSQL, the write lock on SQLite), so a group's signals
+    reach its timeline in the order they were stored. Within a batch:
+    1. Lock the batch's groups (one row per grouping key, in key order, so the routers and anything
+       else that locks groups never deadlock).
+    2. Firing: join the group's open incident (raising its severity if the alert is more severe), or
+       declare one. Resolved: write it on the incident's timeline; incidents never close themselves.
+    3. Mark the signals routed, on their incident.
+    """
+    routed = 0
+    while True:
+        with transaction.atomic():
+            moment = now or timezone.now()
+            if not Heartbeat.objects.filter(name=ROUTER).update(last_seen=moment):
+                Heartbeat.objects.get_or_create(name=ROUTER, defaults={"last_seen": moment})
+                Heartbeat.objects.filter(name=ROUTER).update(last_seen=moment)
+            pending = list(Signal.objects.filter(routed_at__isnull=True).order_by("id")[:batch])
+            if not pending:
+                return routed
+            by_group: dict[str, list[Signal]] = {}
+            for signal in pending:
+                by_group.setdefault(signal.group_key, []).append(signal)
+            groups = _lock_groups(sorted(by_group))
+            targets: dict[int | None, list[int]] = {}
+            playbook = _Playbook()
+            for key in sorted(by_group):
+                for signal, incident in _route_group(groups[key], by_group[key], moment, playbook):
+                    targets.setdefault(incident.pk if incident else None, []).append(signal.pk)
+            # One UPDATE per incident: cheaper than bulk_update's CASE over the whole batch.
+            for incident_id, ids in targets.items():
+                Signal.objects.filter(pk__in=ids).update(incident_id=incident_id, routed_at=moment)
+            routed += len(pending)
+        if len(pending) < batch:
+            return routed
+
+
+def signals_ingest(alerts: list[AlertInput], *, received_at: datetime | None = None) -> IngestResult:
+    """Store and route at once: for the console's own detectors (health polling, Prometheus rules),
+    which already run in a worker."""
+    result = signals_receive(alerts, received_at=received_at, wake_router=False)
+    if result.new:
+        signals_route()
+    return result
+
+
+def _lock_groups(keys: list[str]) -> dict[str, SignalGroup]:
+    """The groups' rows, locked in key order: one query when they all exist; the missing ones are
+    created first (race-safe), for one more query each way."""
+    # The incident comes along with what routing decides on: whether it is open, and its severity.
+    locked = (
+        SignalGroup.objects.select_for_update(of=("self",))
+        .select_related("incident")
+        .only("key", "incident__status", "incident__severity")
+        .order_by("key")
+    )
+    groups = {g.key: g for g in locked.filter(key__in=keys)}
+    missing = [key for key in keys if key not in groups]
+    if missing:
+        SignalGroup.objects.bulk_create([SignalGroup(key=key) for key in missing], ignore_conflicts=True)
+        groups |= {g.key: g for g in locked.filter(key__in=missing)}
+    return groups
+
+
+class _Playbook:
+    """What declarations need from the playbook, read at most once per routing batch."""
+
+    @cached_property
+    def other(self) -> IncidentType:
+        # The catch-all type: alerts open incidents as "other" until someone triages them.
+        return IncidentType.objects.get(slug="other")
+
+    @cached_property
+    def defaults(self) -> incident_services.DeclareDefaults:
+        return incident_services.declare_defaults()
 
 
 def _route_group(
-    group: SignalGroup, alerts: list[AlertInput], now: datetime
-) -> list[tuple[AlertInput, Incident | None]]:
+    group: SignalGroup, alerts: list[Signal], now: datetime, playbook: _Playbook
+) -> list[tuple[Signal, Incident | None]]:
     """Route one group's new alerts in delivery order; their timeline entries are written together
     (one lock, one INSERT), flushed before any declaration or severity change to keep the order."""
     pending: list[tuple[str, dict[str, Any]]] = []
-    routed: list[tuple[AlertInput, Incident | None]] = []
+    routed: list[tuple[Signal, Incident | None]] = []
 
     def flush() -> None:
         if pending and group.incident is not None:
             incident_services.incident_record_signals(incident=group.incident, entries=list(pending))
         pending.clear()
 
-    for alert in alerts:
+    def joined(alert: Signal) -> tuple[str, dict[str, Any]]:
+        data = {"source": alert.source, "status": "firing", "severity": alert.severity}
+        return f"Firing ({alert.source}: {alert.title})", data
+
+    queue = deque(alerts)
+    while queue:
+        alert = queue.popleft()
         incident = group.incident
         is_open = incident is not None and incident.status in OPEN_STATUSES
         label = f"{alert.source}: {alert.title}"
@@ -171,12 +308,7 @@ def _route_group(
             routed.append((alert, incident))
             continue
         if is_open and incident is not None:
-            pending.append(
-                (
-                    f"Firing ({label})",
-                    {"source": alert.source, "status": "firing", "severity": alert.severity},
-                )
-            )
+            pending.append(joined(alert))
             if alert.severity < incident.severity:
                 flush()
                 incident_services.incident_change_severity(
@@ -188,26 +320,33 @@ def _route_group(
             routed.append((alert, incident))
             continue
         flush()
+        # The firing alerts right behind it that would join without raising its severity go on the
+        # new incident's timeline in the declaration's own INSERT.
+        opening = [alert]
+        while queue and queue[0].status == SignalStatus.FIRING and queue[0].severity >= alert.severity:
+            opening.append(queue.popleft())
         incident = incident_services.incident_declare(
             actor=None,
             title=alert.title[:200] or "Alert",
-            incident_type=IncidentType.objects.get(slug="other"),
+            incident_type=playbook.other,
             severity=alert.severity,
             description=alert.summary,
             affected_components=[alert.component] if alert.component else [],
             detected_at=min(alert.starts_at, now),
+            defaults=playbook.defaults,
+            signals=[
+                (f"Firing ({label})", {"source": alert.source, "status": "firing"}),
+                *(joined(a) for a in opening[1:]),
+            ],
         )
-        pending.append((f"Firing ({label})", {"source": alert.source, "status": "firing"}))
         group.incident = incident
         group.save(update_fields=["incident"])
-        routed.append((alert, incident))
+        routed.extend((a, incident) for a in opening)
     flush()
     return routed
 
 
 def heartbeat(name: str) -> None:
-    from detection.models import Heartbeat
-
     Heartbeat.objects.update_or_create(name=name, defaults={"last_seen": timezone.now()})
 
 

@@ -26,3 +26,13 @@ def evaluate_prometheus_rules() -> dict[str, str]:
     from detection import prometheus
 
     return prometheus.rules_evaluate()
+
+
+@shared_task(acks_late=True)
+def route_signals() -> int:
+    """Idempotent, so at-least-once: routes every stored signal not yet routed (none twice: routers
+    take turns on one lock). Woken by each webhook delivery that stored something new, and run
+    periodically as the sweep that routes what a lost wake-up or a broker outage left waiting."""
+    from detection.services import signals_route
+
+    return signals_route()

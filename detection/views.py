@@ -1,7 +1,8 @@
 """Webhook endpoints for Alertmanager and Grafana, the status board, and the liveness indicator.
 
 A webhook answers 2xx only once its alerts are committed, and 503 when they cannot be: Alertmanager
-retries 5xx and drops everything else for good.
+retries 5xx and drops everything else for good. Committed means stored; a worker routes them into
+incidents right after (detection.services).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django_htmx.middleware import HtmxDetails
 
 from detection import selectors
 from detection.models import Source
-from detection.services import AlertInput, signals_ingest
+from detection.services import AlertInput, signals_receive
 from detection.webhooks import PayloadError, parse_alertmanager, parse_grafana
 
 log = logging.getLogger(__name__)
@@ -76,18 +77,12 @@ def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[Aler
     except PayloadError as exc:
         return _error(400, str(exc))
     try:
-        result = signals_ingest(alerts)
+        result = signals_receive(alerts)
     except DatabaseError:
         log.exception("Could not commit %d %s alerts; asking the sender to retry", len(alerts), source)
         return _error(503, "Could not store the alerts now; retry.", Retry_After="5")
-    return JsonResponse(
-        {
-            "received": len(alerts),
-            "new": result.new,
-            "duplicates": result.duplicates,
-            "incidents": sorted(result.incidents),
-        }
-    )
+    # Stored: a worker routes them into incidents (woken now; the periodic sweep if the broker is down).
+    return JsonResponse({"received": len(alerts), "new": result.new, "duplicates": result.duplicates})
 
 
 @csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.

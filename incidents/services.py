@@ -4,6 +4,7 @@ same transaction, or changes nothing (a double click, a refused action)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,22 @@ MAX_NOTE = 10_000
 MAX_REASON = 500
 
 
+@dataclass(frozen=True)
+class DeclareDefaults:
+    """What a declaration copies from the playbook. Read per declaration, or once for a batch of them
+    (alert routing declares many in one transaction)."""
+
+    response_minutes: dict[int, int]
+    checklists: dict[str, list[str]]
+
+
+def declare_defaults() -> DeclareDefaults:
+    return DeclareDefaults(
+        response_minutes=dict(SeverityLevel.objects.values_list("level", "response_minutes")),
+        checklists={c.kind: list(c.items) for c in Checklist.objects.all()},
+    )
+
+
 def response_time(severity: int) -> timedelta:
     minutes = (
         SeverityLevel.objects.filter(level=severity).values_list("response_minutes", flat=True).first()
@@ -41,9 +58,11 @@ def response_time(severity: int) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def _lock(incident: Incident | int) -> Incident:
+def _lock(incident: Incident | int, *fields: str) -> Incident:
+    """The incident's row, locked; only `fields` (and the id) loaded when named."""
     pk = incident if isinstance(incident, int) else incident.pk
-    return Incident.objects.select_for_update().get(pk=pk)
+    rows = Incident.objects.select_for_update()
+    return (rows.only(*fields) if fields else rows).get(pk=pk)
 
 
 def _refuse_if_closed(incident: Incident) -> None:
@@ -76,13 +95,16 @@ def incident_declare(
     detected_at: datetime | None = None,
     decision_answers: dict[str, Any] | None = None,
     is_drill: bool = False,
+    defaults: DeclareDefaults | None = None,
+    signals: Iterable[tuple[str, dict[str, Any]]] = (),
 ) -> Incident:
     """Open an incident.
 
     1. Validate and compute the acknowledgement deadline from the severity's response time.
     2. Copy the playbook's checklists and the type's runbook onto the incident (a snapshot:
        later playbook edits never change what this incident shows).
-    3. Record the declaration on the timeline.
+    3. Record the declaration on the timeline, followed by the `signals` (message, data) that
+       opened it, if any (as `incident_record_signals` would, in the same INSERT).
     """
     title = _clean_text(title, field="Title", limit=200)
     if severity not in Severity.values:
@@ -92,6 +114,8 @@ def incident_declare(
     if detected_at > now + timedelta(minutes=1):
         raise ActionRefused("Detection time cannot be in the future.")
     components = [c.strip()[:80] for c in affected_components if c and c.strip()]
+    defaults = defaults or declare_defaults()
+    minutes = defaults.response_minutes.get(severity) or FALLBACK_RESPONSE_MINUTES[severity]
     incident = Incident.objects.create(
         title=title,
         description=description.strip(),
@@ -103,25 +127,32 @@ def incident_declare(
         is_drill=is_drill,
         detected_at=detected_at,
         declared_by=actor if getattr(actor, "pk", None) else None,
-        ack_due_at=detected_at + response_time(severity),
+        ack_due_at=detected_at + timedelta(minutes=minutes),
     )
-    templates = {c.kind: list(c.items) for c in Checklist.objects.all()}
+    templates = dict(defaults.checklists)
     templates[ChecklistKind.RUNBOOK] = list(incident_type.runbook_steps)
     IncidentChecklistItem.objects.bulk_create(
         IncidentChecklistItem(incident=incident, kind=kind, position=i, text=str(text)[:300])
         for kind in ChecklistKind.values
         for i, text in enumerate(templates.get(kind, []))
     )
-    timeline.record(
-        incident,
-        kind=EventKind.DECLARED,
-        actor=actor,
-        new=incident.get_severity_display(),
-        message=title,
-        data={"type": incident_type.slug, "components": components, "decision": decision_answers},
-        at=now,
-    )
+    declared = {
+        "kind": EventKind.DECLARED,
+        "actor": actor,
+        "new": incident.get_severity_display(),
+        "message": title,
+        "data": {"type": incident_type.slug, "components": components, "decision": decision_answers},
+        "at": now,
+    }
+    timeline.record_many(incident, [declared, *_signal_events(signals, at=now)])
     return incident
+
+
+def _signal_events(entries: Iterable[tuple[str, dict[str, Any]]], **extra: Any) -> list[dict[str, Any]]:
+    return [
+        {"kind": EventKind.SIGNAL, "message": message[:2000], "data": data, **extra}
+        for message, data in entries
+    ]
 
 
 @transaction.atomic
@@ -376,12 +407,10 @@ def incident_record_signals(
 ) -> Incident | None:
     """Alerts or health signals about this incident (firing again, resolved), several at once: one
     lock, one INSERT, one version bump. Closed incidents stay as they were closed: the signals are
-    kept, but not written on their timeline (returns None)."""
-    incident = _lock(incident)
+    kept, but not written on their timeline (returns None). Frequent (every alert that joins an
+    incident), so the lock loads only what it checks."""
+    incident = _lock(incident, "status", "version")
     if incident.status == Status.CLOSED:
         return None
-    timeline.record_many(
-        incident,
-        [{"kind": EventKind.SIGNAL, "message": message[:2000], "data": data} for message, data in entries],
-    )
+    timeline.record_many(incident, _signal_events(entries))
     return incident

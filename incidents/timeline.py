@@ -40,7 +40,8 @@ def record(
 
 
 def record_many(incident: Incident, events: list[dict[str, Any]]) -> list[TimelineEvent]:
-    """Append several events (kind, message, data...) in one INSERT; the version moves to the last."""
+    """Append several events (kind, actor, old, new, message, data, at) in one INSERT; the version
+    moves to the last."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("timeline.record_many must run inside the service's transaction")
     if not events:
@@ -50,7 +51,7 @@ def record_many(incident: Incident, events: list[dict[str, Any]]) -> list[Timeli
         TimelineEvent(
             incident=incident,
             kind=e["kind"],
-            actor=None,
+            actor=e["actor"] if getattr(e.get("actor"), "pk", None) else None,
             created_at=e.get("at") or now,
             old_value=str(e.get("old", ""))[:200],
             new_value=str(e.get("new", ""))[:200],

@@ -61,3 +61,41 @@ def test_no_cdn_assets_in_templates():
     for path in (ROOT / "templates").rglob("*.html"):
         text = path.read_text()
         assert "https://" not in text and "http://" not in text and "//cdn" not in text, path
+
+
+def test_the_production_web_config_serves(tmp_path: Path) -> None:
+    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "gunicorn.log"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env |= {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "WEB_ACCESS_LOG": ""}
+    env |= {"SECURE_SSL_REDIRECT": "false", "ALLOWED_HOSTS": "127.0.0.1"}
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("gunicorn")), "-c", "config/gunicorn.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        response = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/login/", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert response is not None and response.status_code == 200, log.read_text()
+        assert "Using worker: gthread" in log.read_text()
+    finally:
+        server.terminate()
+        server.wait(10)

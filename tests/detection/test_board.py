@@ -24,6 +24,7 @@ from detection.models import (
     Signal,
 )
 from detection.selectors import TREND_POINTS, age_text
+from detection.services import signals_route
 from incidents.models import Incident
 from killswitch.models import TargetState
 from tests.incidents.factories import declare
@@ -272,6 +273,7 @@ class TestUntrustedText:
             HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
         )
         assert response.status_code == 200, response.content
+        signals_route()
         hostile = Signal.objects.get(fingerprint="c0ffee0000000001")
         assert hostile.links == ["http://prometheus:9090/graph?g0.expr=up%3D%3D0&g0.tab=1"]
         assert Signal.objects.get(fingerprint="c0ffee0000000002").links == []
@@ -459,10 +461,12 @@ class TestIncidentSignals:
         payload["alerts"] = payload["alerts"][1:]
         post = {"content_type": "application/json", "HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
         assert client.post(reverse("detection:alertmanager"), json.dumps(payload), **post).status_code == 200
+        signals_route()
         incident = Incident.objects.get()
         seen = incident.version
         payload["alerts"][0] |= {"fingerprint": "c0ffee0000000003", "startsAt": "2026-01-05T10:05:00Z"}
         assert client.post(reverse("detection:alertmanager"), json.dumps(payload), **post).status_code == 200
+        signals_route()
         client.force_login(viewer)
         body = client.get(reverse("incidents:poll", args=[incident.pk]), {"v": seen}).content.decode()
         assert '<section id="incident-signals" class="card" hx-swap-oob="true"' in body

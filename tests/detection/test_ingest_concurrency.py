@@ -33,3 +33,29 @@ def test_simultaneous_duplicate_deliveries_store_once_and_open_one_incident():
     assert Signal.objects.count() == 3
     assert Incident.objects.count() == 2
     assert sum(r.new for r in results) == 3 and sum(r.duplicates for r in results) == 3 * THREADS - 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_routers_route_each_signal_once_in_order():
+    from detection.services import signals_receive, signals_route
+    from incidents.models import EventKind, TimelineEvent
+
+    alerts = [_alert(f"fp{i}", f"cdb_{i % 3}") for i in range(30)]
+    for alert in alerts:
+        signals_receive([alert], wake_router=False)
+    results = race(lambda i: signals_route(batch=7))
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(results) == 30
+    assert not Signal.objects.filter(routed_at__isnull=True).exists()
+    assert Incident.objects.count() == 3
+    assert TimelineEvent.objects.filter(kind=EventKind.SIGNAL).count() == 30
+    for incident in Incident.objects.all():
+        # Each incident's timeline lists its alerts in the order they were stored.
+        stored = list(incident.signals.order_by("id").values_list("title", flat=True))
+        written = [
+            m.removeprefix("Firing (alertmanager: ").removesuffix(")")
+            for m in incident.events.filter(kind=EventKind.SIGNAL)
+            .order_by("id")
+            .values_list("message", flat=True)
+        ]
+        assert written == stored

@@ -10,6 +10,7 @@ from django.db import connection
 from django.urls import reverse
 
 from detection.models import Signal
+from detection.services import signals_route
 from incidents.models import EventKind, Incident, Status, TimelineEvent
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +60,13 @@ def am_payload(*alerts, status="firing"):
 def post(client, payload, *, url=AM, token=TOKEN, content_type="application/json"):
     body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
     return client.post(url, body, content_type=content_type, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def deliver(client, payload, **kwargs):
+    """Post, then route as the woken worker does (the worker itself: test_a_worker_routes_...)."""
+    response = post(client, payload, **kwargs)
+    signals_route()
+    return response
 
 
 class TestProtocol:
@@ -118,11 +126,21 @@ class TestProtocol:
 
 
 class TestAlerts:
-    def test_a_firing_alert_opens_an_incident(self, client):
+    def test_the_answer_comes_once_stored_and_routing_follows(self, client):
         response = post(client, am_payload(alert()))
         assert response.status_code == 200
+        assert response.json() == {"received": 1, "new": 1, "duplicates": 0}
+        waiting = Signal.objects.get()
+        assert waiting.routed_at is None and waiting.incident is None and not Incident.objects.exists()
+        assert signals_route() == 1
+        assert signals_route() == 0  # routed once: a second run finds nothing
+        signal = Signal.objects.get()
+        assert signal.routed_at is not None and signal.incident == Incident.objects.get()
+
+    def test_a_firing_alert_opens_an_incident(self, client):
+        response = deliver(client, am_payload(alert()))
+        assert response.status_code == 200
         [incident] = Incident.objects.all()
-        assert response.json() == {"received": 1, "new": 1, "duplicates": 0, "incidents": [incident.pk]}
         assert incident.severity == 1 and incident.status == Status.TRIAGE and incident.declared_by is None
         assert incident.title == "ServiceDown: Service cdb_risk is down"
         assert incident.affected_components == ["cdb_risk"]
@@ -131,15 +149,15 @@ class TestAlerts:
         assert signal.incident == incident and signal.links == ["http://prometheus:9090/graph?g0.expr=up"]
 
     def test_a_duplicate_delivery_changes_nothing(self, client):
-        post(client, am_payload(alert()))
+        deliver(client, am_payload(alert()))
         events = TimelineEvent.objects.count()
-        response = post(client, am_payload(alert()))
+        response = deliver(client, am_payload(alert()))
         assert response.json()["duplicates"] == 1 and response.json()["new"] == 0
         assert Signal.objects.count() == 1 and Incident.objects.count() == 1
         assert TimelineEvent.objects.count() == events
 
     def test_alerts_group_by_alertname_and_service(self, client):
-        post(
+        deliver(
             client,
             am_payload(
                 alert(fp="1"), alert(fp="2", labels={"instance": "b"}), alert(service="cdb_market", fp="3")
@@ -150,12 +168,12 @@ class TestAlerts:
 
     def test_grouping_is_configurable(self, client, settings):
         settings.ALERT_GROUP_BY = ["alertname"]
-        post(client, am_payload(alert(fp="1"), alert(service="cdb_market", fp="2")))
+        deliver(client, am_payload(alert(fp="1"), alert(service="cdb_market", fp="2")))
         assert Incident.objects.count() == 1
 
     def test_resolved_goes_on_the_timeline_and_never_closes(self, client):
-        post(client, am_payload(alert()))
-        post(client, am_payload(alert(status="resolved"), status="resolved"))
+        deliver(client, am_payload(alert()))
+        deliver(client, am_payload(alert(status="resolved"), status="resolved"))
         incident = Incident.objects.get()
         assert incident.status == Status.TRIAGE
         last = incident.events.order_by("-id").first()
@@ -166,12 +184,12 @@ class TestAlerts:
         [("critical", 1), ("high", 2), ("warning", 3), ("info", 4), ("CRITICAL", 1), ("page", 1), (None, 1)],
     )
     def test_severity_from_labels_fails_loud(self, client, label, severity):
-        post(client, am_payload(alert(severity=label)))
+        deliver(client, am_payload(alert(severity=label)))
         assert Incident.objects.get().severity == severity
 
     def test_a_more_severe_alert_raises_the_incident(self, client):
-        post(client, am_payload(alert(severity="warning", fp="w")))
-        post(client, am_payload(alert(severity="critical", fp="c")))
+        deliver(client, am_payload(alert(severity="warning", fp="w")))
+        deliver(client, am_payload(alert(severity="critical", fp="c")))
         incident = Incident.objects.get()
         assert incident.severity == 1
         assert incident.events.filter(kind=EventKind.SEVERITY_CHANGED).count() == 1
@@ -179,7 +197,7 @@ class TestAlerts:
     def test_a_new_firing_after_resolution_opens_a_new_incident(self, client):
         from incidents import services
 
-        post(client, am_payload(alert()))
+        deliver(client, am_payload(alert()))
         first = Incident.objects.get()
         from tests.incidents.factories import make_user
 
@@ -190,7 +208,7 @@ class TestAlerts:
             incident=first, actor=user, to_status=Status.RESOLVED, override_reason="ok"
         )
         again = alert(startsAt="2026-11-26T22:00:00Z")
-        post(client, am_payload(again))
+        deliver(client, am_payload(again))
         assert Incident.objects.count() == 2
 
     def test_links_are_only_http(self, client):
@@ -201,7 +219,7 @@ class TestAlerts:
                 "summary": "<script>x</script>",
             },
         )
-        post(client, am_payload(hostile))
+        deliver(client, am_payload(hostile))
         assert Signal.objects.get().links == ["https://runbooks.example/ServiceDown"]
 
     def test_grafana_alerts(self, client):
@@ -232,7 +250,7 @@ class TestAlerts:
                 )
             ],
         }
-        response = post(client, payload, url=GF, token=GRAFANA_TOKEN)
+        response = deliver(client, payload, url=GF, token=GRAFANA_TOKEN)
         assert response.status_code == 200
         signal = Signal.objects.get()
         assert signal.source == "grafana" and signal.incident.severity == 1
@@ -274,6 +292,6 @@ def test_when_the_database_refuses_the_write_the_answer_is_503_and_a_retry_arriv
         holder.join(10)
     assert not Signal.objects.exists() and not Incident.objects.exists()
     for _ in range(2):  # the retry, and Alertmanager's HA peer sending the same alert
-        assert post(client, am_payload(alert())).status_code == 200
+        assert deliver(client, am_payload(alert())).status_code == 200
     assert Signal.objects.count() == 1 and Incident.objects.count() == 1
     assert timedelta(0) <= datetime.now(UTC) - Signal.objects.get().received_at < timedelta(minutes=1)

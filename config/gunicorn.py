@@ -1,0 +1,31 @@
+"""gunicorn settings for the console's web processes: `gunicorn -c config/gunicorn.py` (the Procfile's
+`web`, and bench/ingest.py, which measures with them). Environment: BIND, WEB_CONCURRENCY (processes),
+WEB_THREADS (threads per process),
+WEB_ACCESS_LOG (a path, - for standard output, empty for none)."""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+wsgi_app = "config.wsgi:application"
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+# Threads overlap database and network waits and keep clients' connections alive (Alertmanager,
+# Grafana and browsers reuse them); several processes keep one held GIL from idling a CPU.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+keepalive = 5
+timeout = 60
+accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None  # empty: no access log
+
+
+def post_worker_init(worker: Any) -> None:
+    """Load every view now, then freeze what is loaded: Python's full garbage collections no longer
+    walk the ~100,000 long-lived objects of Django and the app, which otherwise stalls every request
+    of the process for tens of milliseconds each time one runs."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (imports every URLconf and view module)
+    gc.freeze()
