@@ -108,7 +108,7 @@ def _insert_new(signals: list[Signal]) -> int:
 
 
 def signals_receive(
-    alerts: list[AlertInput], *, received_at: datetime | None = None, wake_router: bool = True
+    alerts: list[AlertInput], *, received_at: datetime | None = None, wake: bool = True
 ) -> IngestResult:
     """Store each new alert, not yet routed; a repeated alert changes nothing. Committed on return.
 
@@ -133,8 +133,8 @@ def signals_receive(
     # One statement: atomic by itself, committed on return outside a transaction.
     result.new = _insert_new([_signal(alert, received_at) for alert in fresh.values()])
     result.duplicates += len(fresh) - result.new
-    if result.new and wake_router:
-        transaction.on_commit(_wake_router)
+    if result.new and wake:
+        transaction.on_commit(wake_router)
     return result
 
 
@@ -197,7 +197,7 @@ class _RouterWaker:
             time.sleep(WAKE_INTERVAL)
 
 
-_wake_router = _RouterWaker()
+wake_router = _RouterWaker()
 
 
 def signals_route(*, batch: int = ROUTE_BATCH, now: datetime | None = None) -> int:
@@ -226,23 +226,37 @@ def signals_route(*, batch: int = ROUTE_BATCH, now: datetime | None = None) -> i
             for signal in pending:
                 by_group.setdefault(signal.group_key, []).append(signal)
             groups = _lock_groups(sorted(by_group))
-            targets: dict[int | None, list[int]] = {}
-            playbook = _Playbook()
+            targets: dict[int, int | None] = {}  # signal → incident
+            batch_state = _Batch()
             for key in sorted(by_group):
-                for signal, incident in _route_group(groups[key], by_group[key], moment, playbook):
-                    targets.setdefault(incident.pk if incident else None, []).append(signal.pk)
-            # One UPDATE per incident: cheaper than bulk_update's CASE over the whole batch.
-            for incident_id, ids in targets.items():
-                Signal.objects.filter(pk__in=ids).update(incident_id=incident_id, routed_at=moment)
+                for signal, incident in _route_group(groups[key], by_group[key], moment, batch_state):
+                    targets[signal.pk] = incident.pk if incident else None
+            batch_state.flush()
+            _mark_routed(targets, moment)
             routed += len(pending)
         if len(pending) < batch:
             return routed
 
 
+def _mark_routed(targets: dict[int, int | None], moment: datetime) -> None:
+    """Each signal on its incident, all in one UPDATE (plain SQL that PostgreSQL and SQLite share)."""
+    table = connection.ops.quote_name(Signal._meta.db_table)
+    rows = ", ".join(["(%s, CAST(%s AS bigint))"] * len(targets))
+    sql = (
+        f"WITH routed(id, incident_id) AS (VALUES {rows}) "  # noqa: S608
+        f"UPDATE {table} SET routed_at = %s, "
+        f"incident_id = (SELECT routed.incident_id FROM routed WHERE routed.id = {table}.id) "
+        f"WHERE id IN (SELECT id FROM routed)"
+    )
+    params: list[Any] = [value for pair in targets.items() for value in pair]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, moment])
+
+
 def signals_ingest(alerts: list[AlertInput], *, received_at: datetime | None = None) -> IngestResult:
     """Store and route at once: for the console's own detectors (health polling, Prometheus rules),
     which already run in a worker."""
-    result = signals_receive(alerts, received_at=received_at, wake_router=False)
+    result = signals_receive(alerts, received_at=received_at, wake=False)
     if result.new:
         signals_route()
     return result
@@ -266,8 +280,24 @@ def _lock_groups(keys: list[str]) -> dict[str, SignalGroup]:
     return groups
 
 
-class _Playbook:
-    """What declarations need from the playbook, read at most once per routing batch."""
+class _Batch:
+    """One routing batch's shared state: what declarations need from the playbook (read at most
+    once), and the timeline entries of alerts joining incidents, written for all incidents together
+    at the end (or for one incident early, before anything else goes on its timeline)."""
+
+    def __init__(self) -> None:
+        self.joins: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+
+    def join(self, incident: Incident, entry: tuple[str, dict[str, Any]]) -> None:
+        self.joins.setdefault(incident.pk, []).append(entry)
+
+    def flush(self, incident: Incident | None = None) -> None:
+        if incident is None:
+            entries, self.joins = self.joins, {}
+        else:
+            entries = {incident.pk: self.joins.pop(incident.pk)} if incident.pk in self.joins else {}
+        if entries:
+            incident_services.incidents_record_signals(entries=entries)
 
     @cached_property
     def other(self) -> IncidentType:
@@ -280,17 +310,11 @@ class _Playbook:
 
 
 def _route_group(
-    group: SignalGroup, alerts: list[Signal], now: datetime, playbook: _Playbook
+    group: SignalGroup, alerts: list[Signal], now: datetime, batch: _Batch
 ) -> list[tuple[Signal, Incident | None]]:
-    """Route one group's new alerts in delivery order; their timeline entries are written together
-    (one lock, one INSERT), flushed before any declaration or severity change to keep the order."""
-    pending: list[tuple[str, dict[str, Any]]] = []
+    """Route one group's new alerts in delivery order. Joining alerts' timeline entries wait in the
+    batch, written before anything else goes on their incident's timeline, to keep the order."""
     routed: list[tuple[Signal, Incident | None]] = []
-
-    def flush() -> None:
-        if pending and group.incident is not None:
-            incident_services.incident_record_signals(incident=group.incident, entries=list(pending))
-        pending.clear()
 
     def joined(alert: Signal) -> tuple[str, dict[str, Any]]:
         data = {"source": alert.source, "status": "firing", "severity": alert.severity}
@@ -304,13 +328,13 @@ def _route_group(
         label = f"{alert.source}: {alert.title}"
         if alert.status == SignalStatus.RESOLVED:
             if incident is not None:
-                pending.append((f"Resolved ({label})", {"source": alert.source, "status": "resolved"}))
+                batch.join(incident, (f"Resolved ({label})", {"source": alert.source, "status": "resolved"}))
             routed.append((alert, incident))
             continue
         if is_open and incident is not None:
-            pending.append(joined(alert))
+            batch.join(incident, joined(alert))
             if alert.severity < incident.severity:
-                flush()
+                batch.flush(incident)
                 incident_services.incident_change_severity(
                     incident=incident,
                     actor=None,
@@ -319,7 +343,8 @@ def _route_group(
                 )
             routed.append((alert, incident))
             continue
-        flush()
+        if incident is not None:
+            batch.flush(incident)
         # The firing alerts right behind it that would join without raising its severity go on the
         # new incident's timeline in the declaration's own INSERT.
         opening = [alert]
@@ -328,12 +353,12 @@ def _route_group(
         incident = incident_services.incident_declare(
             actor=None,
             title=alert.title[:200] or "Alert",
-            incident_type=playbook.other,
+            incident_type=batch.other,
             severity=alert.severity,
             description=alert.summary,
             affected_components=[alert.component] if alert.component else [],
             detected_at=min(alert.starts_at, now),
-            defaults=playbook.defaults,
+            defaults=batch.defaults,
             signals=[
                 (f"Firing ({label})", {"source": alert.source, "status": "firing"}),
                 *(joined(a) for a in opening[1:]),
@@ -342,7 +367,6 @@ def _route_group(
         group.incident = incident
         group.save(update_fields=["incident"])
         routed.extend((a, incident) for a in opening)
-    flush()
     return routed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from incidents.models import EventKind, Incident, TimelineEvent
@@ -64,3 +65,31 @@ def record_many(incident: Incident, events: list[dict[str, Any]]) -> list[Timeli
     Incident.objects.filter(pk=incident.pk).update(version=version)
     incident.version = version
     return rows
+
+
+def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> None:
+    """Append events to several incidents in one INSERT, each incident's in its given order, and move
+    each incident's version to its last event in one UPDATE. The caller holds the incidents' locks."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("timeline.record_many_incidents must run inside the service's transaction")
+    now = timezone.now()
+    rows = TimelineEvent.objects.bulk_create(
+        TimelineEvent(
+            incident=incident,
+            kind=e["kind"],
+            actor=e["actor"] if getattr(e.get("actor"), "pk", None) else None,
+            created_at=e.get("at") or now,
+            old_value=str(e.get("old", ""))[:200],
+            new_value=str(e.get("new", ""))[:200],
+            message=e.get("message", ""),
+            data=e.get("data") or {},
+        )
+        for incident, entries in events.items()
+        for e in entries
+    )
+    if not rows:
+        return
+    newest = TimelineEvent.objects.filter(incident=OuterRef("pk")).order_by("-id").values("id")[:1]
+    Incident.objects.filter(pk__in=[i.pk for i in events]).update(version=Subquery(newest))
+    for incident in events:
+        incident.version = max(r.pk for r in rows if r.incident_id == incident.pk)

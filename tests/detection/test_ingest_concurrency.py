@@ -42,7 +42,7 @@ def test_simultaneous_routers_route_each_signal_once_in_order():
 
     alerts = [_alert(f"fp{i}", f"cdb_{i % 3}") for i in range(30)]
     for alert in alerts:
-        signals_receive([alert], wake_router=False)
+        signals_receive([alert], wake=False)
     results = race(lambda i: signals_route(batch=7))
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sum(results) == 30

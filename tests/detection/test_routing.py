@@ -15,7 +15,7 @@ from django.urls import reverse
 from config.celery import app
 from detection import tasks
 from detection.models import Signal
-from detection.services import _wake_router as waker
+from detection.services import wake_router as waker
 from incidents.models import Incident
 from tests.detection.test_webhooks import TOKEN, alert, am_payload
 
@@ -127,3 +127,29 @@ def test_one_batch_keeps_each_groups_order_declare_raise_resolve(client: Any, to
     ]
     assert events[0][1].startswith("ServiceDown") and events[-1][1].startswith("Resolved")
     assert incident.version == incident.events.order_by("-id").values_list("pk", flat=True)[0]
+
+
+@pytest.mark.django_db
+def test_a_closed_incident_keeps_its_signals_off_its_timeline(client: Any, tokens: None) -> None:
+    from detection.services import signals_route
+    from incidents import services
+    from incidents.models import Status
+    from tests.incidents.factories import make_user
+
+    deliver(client, alert(fp="x"))
+    signals_route()
+    incident = Incident.objects.get()
+    lead = make_user(role="lead")
+    services.incident_acknowledge(incident=incident, actor=lead)
+    services.incident_assign_commander(incident=incident, actor=lead, commander=lead)
+    for status in (Status.RESOLVED, Status.CLOSED):
+        services.incident_change_status(incident=incident, actor=lead, to_status=status, override_reason="ok")
+    events = incident.events.count()
+    deliver(client, alert(fp="x", status="resolved"), alert(fp="y", labels={"instance": "y"}))
+    assert signals_route() == 2
+    incident.refresh_from_db()
+    assert incident.status == Status.CLOSED and incident.events.count() == events
+    resolved = Signal.objects.get(fingerprint="x", status="resolved")
+    assert resolved.incident == incident and resolved.routed_at is not None
+    reopened = Signal.objects.get(fingerprint="y").incident
+    assert reopened is not None and reopened != incident and reopened.status == Status.TRIAGE
