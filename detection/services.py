@@ -113,14 +113,15 @@ def signals_receive(
     """Store each new alert, not yet routed; a repeated alert changes nothing. Committed on return.
 
     1. Drop the alerts already stored, with one query and no lock (a stored signal is never deleted,
-       so "already stored" stays true): a re-delivery that brings nothing new writes nothing.
+       so "already stored" stays true): a re-delivery that brings nothing new writes nothing. A
+       single alert skips this: its INSERT finds a stored one as cheaply, and writes nothing then.
     2. Insert the rest in one statement that skips any a concurrent delivery stored meanwhile.
     3. Wake a router once committed. PostgreSQL is the source of truth: when the broker is down the
        signals wait, and the periodic `route_signals` sweep routes them.
     """
     received_at = received_at or timezone.now()
     result = IngestResult()
-    stored = _stored(alerts)
+    stored = _stored(alerts) if len(alerts) > 1 else set()
     fresh: dict[tuple[str, str], AlertInput] = {}
     for alert in alerts:
         key = (alert.source, alert.dedup_key)
