@@ -229,6 +229,8 @@ def signals_route(*, batch: int = ROUTE_BATCH, now: datetime | None = None) -> i
             groups = _lock_groups(sorted(by_group))
             targets: dict[int, int | None] = {}  # signal → incident
             batch_state = _Batch()
+            for signal, opened in _declare_openers(groups, by_group, moment, batch_state):
+                targets[signal.pk] = opened.pk
             for key in sorted(by_group):
                 for signal, incident in _route_group(groups[key], by_group[key], moment, batch_state):
                     targets[signal.pk] = incident.pk if incident else None
@@ -237,6 +239,67 @@ def signals_route(*, batch: int = ROUTE_BATCH, now: datetime | None = None) -> i
             routed += len(pending)
         if len(pending) < batch:
             return routed
+
+
+def _opening(alerts: list[Signal] | deque[Signal]) -> list[Signal]:
+    """The alerts that open an incident together: the first, if firing, and the firing alerts right
+    behind it that would join without raising its severity (they go on the timeline with it)."""
+    if not alerts or alerts[0].status != SignalStatus.FIRING:
+        return []
+    opening = [alerts[0]]
+    for alert in list(alerts)[1:]:
+        if alert.status != SignalStatus.FIRING or alert.severity < opening[0].severity:
+            break
+        opening.append(alert)
+    return opening
+
+
+def _declaration(opening: list[Signal], now: datetime) -> incident_services.Declaration:
+    first = opening[0]
+    return incident_services.Declaration(
+        title=first.title[:200] or "Alert",
+        severity=first.severity,
+        description=first.summary,
+        affected_components=[first.component] if first.component else [],
+        detected_at=min(first.starts_at, now),
+        signals=[
+            (f"Firing ({first.source}: {first.title})", {"source": first.source, "status": "firing"}),
+            *(_joined(a) for a in opening[1:]),
+        ],
+    )
+
+
+def _joined(alert: Signal) -> tuple[str, dict[str, Any]]:
+    data = {"source": alert.source, "status": "firing", "severity": alert.severity}
+    return f"Firing ({alert.source}: {alert.title})", data
+
+
+def _declare_openers(
+    groups: dict[str, SignalGroup], by_group: dict[str, list[Signal]], now: datetime, batch: _Batch
+) -> list[tuple[Signal, Incident]]:
+    """Open, all at once, the incidents of the groups whose batch starts with an alert that opens
+    one (no open incident yet): a burst of new alerts costs a few statements, not a few per group.
+    Their opening alerts leave `by_group`; the rest are routed one by one."""
+    openers: dict[str, list[Signal]] = {}
+    for key in sorted(by_group):
+        incident = groups[key].incident
+        has_open = incident is not None and incident.status in OPEN_STATUSES
+        if not has_open and (opening := _opening(by_group[key])):
+            openers[key] = opening
+    if not openers:
+        return []
+    incidents = incident_services.incidents_declare(
+        incident_type=batch.other,
+        declarations=[_declaration(opening, now) for opening in openers.values()],
+        defaults=batch.defaults,
+    )
+    routed: list[tuple[Signal, Incident]] = []
+    for (key, opening), incident in zip(openers.items(), incidents, strict=True):
+        groups[key].incident = incident
+        by_group[key] = by_group[key][len(opening) :]
+        routed.extend((alert, incident) for alert in opening)
+    SignalGroup.objects.bulk_update([groups[key] for key in openers], ["incident"])
+    return routed
 
 
 def _mark_routed(targets: dict[int, int | None], moment: datetime) -> None:
@@ -316,24 +379,19 @@ def _route_group(
     """Route one group's new alerts in delivery order. Joining alerts' timeline entries wait in the
     batch, written before anything else goes on their incident's timeline, to keep the order."""
     routed: list[tuple[Signal, Incident | None]] = []
-
-    def joined(alert: Signal) -> tuple[str, dict[str, Any]]:
-        data = {"source": alert.source, "status": "firing", "severity": alert.severity}
-        return f"Firing ({alert.source}: {alert.title})", data
-
     queue = deque(alerts)
     while queue:
         alert = queue.popleft()
         incident = group.incident
         is_open = incident is not None and incident.status in OPEN_STATUSES
-        label = f"{alert.source}: {alert.title}"
         if alert.status == SignalStatus.RESOLVED:
             if incident is not None:
+                label = f"{alert.source}: {alert.title}"
                 batch.join(incident, (f"Resolved ({label})", {"source": alert.source, "status": "resolved"}))
             routed.append((alert, incident))
             continue
         if is_open and incident is not None:
-            batch.join(incident, joined(alert))
+            batch.join(incident, _joined(alert))
             if alert.severity < incident.severity:
                 batch.flush(incident)
                 incident_services.incident_change_severity(
@@ -346,24 +404,21 @@ def _route_group(
             continue
         if incident is not None:
             batch.flush(incident)
-        # The firing alerts right behind it that would join without raising its severity go on the
-        # new incident's timeline in the declaration's own INSERT.
-        opening = [alert]
-        while queue and queue[0].status == SignalStatus.FIRING and queue[0].severity >= alert.severity:
-            opening.append(queue.popleft())
+        queue.appendleft(alert)
+        opening = _opening(queue)
+        for _ in opening:
+            queue.popleft()
+        declaration = _declaration(opening, now)
         incident = incident_services.incident_declare(
             actor=None,
-            title=alert.title[:200] or "Alert",
             incident_type=batch.other,
-            severity=alert.severity,
-            description=alert.summary,
-            affected_components=[alert.component] if alert.component else [],
-            detected_at=min(alert.starts_at, now),
             defaults=batch.defaults,
-            signals=[
-                (f"Firing ({label})", {"source": alert.source, "status": "firing"}),
-                *(joined(a) for a in opening[1:]),
-            ],
+            title=declaration.title,
+            severity=declaration.severity,
+            description=declaration.description,
+            affected_components=declaration.affected_components,
+            detected_at=declaration.detected_at,
+            signals=declaration.signals,
         )
         group.incident = incident
         group.save(update_fields=["incident"])

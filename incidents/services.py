@@ -106,17 +106,101 @@ def incident_declare(
     3. Record the declaration on the timeline, followed by the `signals` (message, data) that
        opened it, if any (as `incident_record_signals` would, in the same INSERT).
     """
+    defaults = defaults or declare_defaults()
+    now = timezone.now()
+    incident, declared = _prepare_declaration(
+        actor=actor,
+        title=title,
+        incident_type=incident_type,
+        severity=severity,
+        description=description,
+        affected_components=affected_components,
+        detected_at=detected_at,
+        decision_answers=decision_answers,
+        is_drill=is_drill,
+        defaults=defaults,
+        now=now,
+    )
+    incident.save(force_insert=True)
+    IncidentChecklistItem.objects.bulk_create(_checklist_items(incident, incident_type, defaults))
+    timeline.record_many(incident, [declared, *_signal_events(signals, at=now)])
+    return incident
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One incident an alert opens (see `incidents_declare`)."""
+
+    title: str
+    severity: int
+    description: str
+    affected_components: list[str]
+    detected_at: datetime
+    signals: list[tuple[str, dict[str, Any]]]
+
+
+@transaction.atomic
+def incidents_declare(
+    *, incident_type: IncidentType, declarations: list[Declaration], defaults: DeclareDefaults | None = None
+) -> list[Incident]:
+    """Open several incidents at once, declared by no one: alert routing's bursts. Each is exactly
+    what `incident_declare` would open, in one INSERT for all the incidents, one for all their
+    checklists and one for all their timeline events. Returns them in the given order."""
+    defaults = defaults or declare_defaults()
+    now = timezone.now()
+    prepared = [
+        _prepare_declaration(
+            actor=None,
+            title=d.title,
+            incident_type=incident_type,
+            severity=d.severity,
+            description=d.description,
+            affected_components=d.affected_components,
+            detected_at=d.detected_at,
+            decision_answers=None,
+            is_drill=False,
+            defaults=defaults,
+            now=now,
+        )
+        for d in declarations
+    ]
+    incidents = Incident.objects.bulk_create([incident for incident, _ in prepared])
+    IncidentChecklistItem.objects.bulk_create(
+        item for incident in incidents for item in _checklist_items(incident, incident_type, defaults)
+    )
+    timeline.record_many_incidents(
+        {
+            incident: [declared, *_signal_events(d.signals, at=now)]
+            for (incident, declared), d in zip(prepared, declarations, strict=True)
+        }
+    )
+    return incidents
+
+
+def _prepare_declaration(
+    *,
+    actor: User | None,
+    title: str,
+    incident_type: IncidentType,
+    severity: int,
+    description: str,
+    affected_components: Iterable[str],
+    detected_at: datetime | None,
+    decision_answers: dict[str, Any] | None,
+    is_drill: bool,
+    defaults: DeclareDefaults,
+    now: datetime,
+) -> tuple[Incident, dict[str, Any]]:
+    """A declaration checked: the incident (not saved yet) and its DECLARED timeline event."""
     title = _clean_text(title, field="Title", limit=200)
     if severity not in Severity.values:
         raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
-    now = timezone.now()
     detected_at = detected_at or now
     if detected_at > now + timedelta(minutes=1):
         raise ActionRefused("Detection time cannot be in the future.")
     components = [c.strip()[:80] for c in affected_components if c and c.strip()]
-    defaults = defaults or declare_defaults()
     minutes = defaults.response_minutes.get(severity) or FALLBACK_RESPONSE_MINUTES[severity]
-    incident = Incident.objects.create(
+    incident = Incident(
         title=title,
         description=description.strip(),
         affected_components=components,
@@ -129,13 +213,6 @@ def incident_declare(
         declared_by=actor if getattr(actor, "pk", None) else None,
         ack_due_at=detected_at + timedelta(minutes=minutes),
     )
-    templates = dict(defaults.checklists)
-    templates[ChecklistKind.RUNBOOK] = list(incident_type.runbook_steps)
-    IncidentChecklistItem.objects.bulk_create(
-        IncidentChecklistItem(incident=incident, kind=kind, position=i, text=str(text)[:300])
-        for kind in ChecklistKind.values
-        for i, text in enumerate(templates.get(kind, []))
-    )
     declared = {
         "kind": EventKind.DECLARED,
         "actor": actor,
@@ -144,8 +221,19 @@ def incident_declare(
         "data": {"type": incident_type.slug, "components": components, "decision": decision_answers},
         "at": now,
     }
-    timeline.record_many(incident, [declared, *_signal_events(signals, at=now)])
-    return incident
+    return incident, declared
+
+
+def _checklist_items(
+    incident: Incident, incident_type: IncidentType, defaults: DeclareDefaults
+) -> list[IncidentChecklistItem]:
+    templates = dict(defaults.checklists)
+    templates[ChecklistKind.RUNBOOK] = list(incident_type.runbook_steps)
+    return [
+        IncidentChecklistItem(incident=incident, kind=kind, position=i, text=str(text)[:300])
+        for kind in ChecklistKind.values
+        for i, text in enumerate(templates.get(kind, []))
+    ]
 
 
 def _signal_events(entries: Iterable[tuple[str, dict[str, Any]]], **extra: Any) -> list[dict[str, Any]]:

@@ -337,3 +337,54 @@ class TestSLA:
     def test_deadline_follows_the_playbook(self, responder, severity, minutes):
         incident = declare(responder, severity=severity)
         assert incident.ack_due_at - incident.detected_at == timedelta(minutes=minutes)
+
+
+def test_declaring_several_at_once_opens_what_one_by_one_would(django_assert_max_num_queries):
+    """incidents_declare (alert routing's bursts) against incident_declare, field by field."""
+
+    other = IncidentType.objects.get(slug="other")
+    detected = timezone.now() - timedelta(minutes=3)
+    entries = [("Firing (alertmanager: A)", {"status": "firing"}), ("Firing (alertmanager: B)", {"n": 2})]
+
+    def declaration(severity: int) -> services.Declaration:
+        return services.Declaration(
+            title=f"ServiceDown {severity}",
+            severity=severity,
+            description="down",
+            affected_components=["cdb_risk"],
+            detected_at=detected,
+            signals=entries,
+        )
+
+    with django_assert_max_num_queries(8):  # whatever the number of incidents
+        many = services.incidents_declare(
+            incident_type=other, declarations=[declaration(s) for s in (1, 3, 4)]
+        )
+    single = services.incident_declare(
+        actor=None,
+        incident_type=other,
+        title="ServiceDown 3",
+        severity=3,
+        description="down",
+        affected_components=["cdb_risk"],
+        detected_at=detected,
+        signals=entries,
+    )
+
+    def shape(incident: Incident) -> tuple[object, ...]:
+        incident.refresh_from_db()
+        return (
+            incident.severity,
+            incident.status,
+            incident.ack_due_at - incident.detected_at,
+            incident.affected_components,
+            list(
+                incident.checklist_items.order_by("kind", "position").values_list("kind", "position", "text")
+            ),
+            list(incident.events.order_by("id").values_list("kind", "message", "data")),
+            incident.version == incident.events.order_by("-id").values_list("id", flat=True)[0],
+        )
+
+    assert [i.severity for i in many] == [1, 3, 4]
+    assert shape(many[1]) == shape(single)
+    assert shape(many[0])[2] == timedelta(minutes=15) and shape(many[2])[2] == timedelta(hours=24)
