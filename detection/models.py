@@ -151,7 +151,10 @@ class PrometheusRule(models.Model):
     group = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Join this signal group's incident instead of the rule's own (e.g. killswitch:production).",
+        help_text=(
+            "Join this signal group's incident instead of the rule's own (e.g. killswitch:production); "
+            "{label} takes the offending series' label (health:{job}: that service's health incident)."
+        ),
     )
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=10, choices=RuleState.choices, default=RuleState.INACTIVE)

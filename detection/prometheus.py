@@ -344,6 +344,18 @@ def _fingerprint(rule: PrometheusRule) -> str:
     return f"rule:{rule.name}"
 
 
+def _group_key(rule: PrometheusRule, labels: dict[str, str]) -> str:
+    """The rule's own group, or `rule.group` with {label} placeholders filled from the offending
+    series (`health:{job}` joins that service's health-check incident: one outage, one incident).
+    A placeholder the series lacks falls back to the rule's own group."""
+    if not rule.group:
+        return f"prometheus:{rule.name}"
+    try:
+        return rule.group.format_map({_clean(k): _clean(v)[:100] for k, v in labels.items()})[:300]
+    except (KeyError, ValueError, IndexError, AttributeError):
+        return f"prometheus:{rule.name}"
+
+
 def _fired(rule: PrometheusRule) -> bool:
     """Whether the current episode fired: only then does its end deserve a resolved signal."""
     if rule.pending_since is None:
@@ -354,6 +366,19 @@ def _fired(rule: PrometheusRule) -> bool:
         starts_at=rule.pending_since,
         status=SignalStatus.FIRING,
     ).exists()
+
+
+def _firing_group(rule: PrometheusRule) -> str:
+    """Where this episode's firing signal went: its resolution goes to the same incident."""
+    if rule.pending_since is None:
+        return _group_key(rule, {})
+    fired = Signal.objects.filter(
+        source=Source.PROMETHEUS,
+        fingerprint=_fingerprint(rule)[:200],
+        starts_at=rule.pending_since,
+        status=SignalStatus.FIRING,
+    ).values_list("group_key", flat=True)
+    return fired.first() or _group_key(rule, {})
 
 
 def _condition(rule: PrometheusRule) -> str:
@@ -377,7 +402,7 @@ def _firing(rule: PrometheusRule, hits: list[Sample]) -> AlertInput:
     return AlertInput(
         source=Source.PROMETHEUS,
         fingerprint=_fingerprint(rule),
-        group_key=rule.group or f"prometheus:{rule.name}",
+        group_key=_group_key(rule, labels),
         status=SignalStatus.FIRING,
         starts_at=rule.pending_since,
         severity=rule.severity,
@@ -401,7 +426,7 @@ def _resolved(rule: PrometheusRule, now: datetime, shown: float | None) -> Alert
     return AlertInput(
         source=Source.PROMETHEUS,
         fingerprint=_fingerprint(rule),
-        group_key=rule.group or f"prometheus:{rule.name}",
+        group_key=_firing_group(rule),
         status=SignalStatus.RESOLVED,
         starts_at=rule.pending_since,
         ends_at=now,

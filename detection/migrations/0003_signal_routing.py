@@ -37,4 +37,13 @@ class Migration(migrations.Migration):
                 condition=models.Q(("routed_at__isnull", True)), fields=["id"], name="signal_unrouted"
             ),
         ),
+        migrations.AlterField(
+            model_name="prometheusrule",
+            name="group",
+            field=models.CharField(
+                blank=True,
+                help_text="Join this signal group's incident instead of the rule's own (e.g. killswitch:production); {label} takes the offending series' label (health:{job}: that service's health incident).",
+                max_length=100,
+            ),
+        ),
     ]

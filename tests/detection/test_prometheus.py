@@ -730,3 +730,47 @@ def test_the_kill_switch_rule_joins_the_incident_a_console_halt_was_linked_to(ks
     )
     assert Incident.objects.count() == 1
     assert incident.events.filter(kind="signal").count() == 1
+
+
+def test_a_core_service_outage_is_one_incident_whether_health_or_prometheus_notices_first(fake, t0):
+    """core-service-down groups by `health:{job}`: it joins the service's health-check incident, and
+    its resolution goes there too; another job's outage opens that service's own incident."""
+    from detection.health import Transition, transition_alert
+    from detection.models import MonitoredService
+    from detection.prometheus import load_rules
+    from detection.services import signals_ingest
+
+    load_rules()
+    rule = PrometheusRule.objects.get(name="core-service-down")
+    assert rule.group == "health:{job}"
+    PrometheusRule.objects.exclude(pk=rule.pk).update(enabled=False)
+    risk = MonitoredService.objects.create(name="cdb_risk", url="http://cdb_risk:8002/health", core=True)
+    signals_ingest([transition_alert(risk, "up", Transition("down", t0, 3), "connection refused")])
+    [incident] = Incident.objects.all()
+
+    up = 'up{job=~"cdb_(risk|execution|ws)"}'
+    fake.answer(up, vector(({"__name__": "up", "job": "cdb_risk", "instance": "cdb_risk:8002"}, "0")))
+    evaluate(fake, t0)
+    assert evaluate(fake, t0 + timedelta(seconds=60)) == {"core-service-down": "firing"}
+    [fired] = signals("rule:core-service-down")
+    assert fired.group_key == "health:cdb_risk" and fired.incident == incident
+    assert Incident.objects.count() == 1
+
+    fake.answer(up, vector(({"__name__": "up", "job": "cdb_risk", "instance": "cdb_risk:8002"}, "1")))
+    evaluate(fake, t0 + timedelta(seconds=90))
+    _, resolved = signals("rule:core-service-down")
+    assert resolved.group_key == "health:cdb_risk" and resolved.incident == incident
+
+    fake.answer(up, vector(({"__name__": "up", "job": "cdb_ws", "instance": "cdb_ws:8000"}, "0")))
+    evaluate(fake, t0 + timedelta(seconds=120))
+    evaluate(fake, t0 + timedelta(seconds=180))
+    ws = signals("rule:core-service-down")[-1]
+    assert ws.group_key == "health:cdb_ws" and ws.incident not in (None, incident)
+
+
+def test_a_group_placeholder_the_series_lacks_falls_back_to_the_rules_own_group(fake, t0):
+    make_rule("cb", group="health:{service}")
+    fake.answer("circuit_breaker_active", vector((RISK, "1")))
+    evaluate(fake, t0)
+    [fired] = signals("rule:cb")
+    assert fired.group_key == "prometheus:cb" and fired.incident is not None
