@@ -376,6 +376,19 @@ class ServerConfig:
         return f"gunicorn {self.worker_class}, {self.workers} workers{threads}"
 
 
+def stop_process(process: subprocess.Popen[bytes], log: Any) -> None:
+    """Terminate (kill after 30 s) and remove its log file."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log.close()
+    Path(log.name).unlink(missing_ok=True)
+
+
 def server_env(database_url: str, broker_url: str) -> dict[str, str]:
     """Production-like settings for gunicorn and the worker."""
     return {
@@ -451,15 +464,7 @@ class Server:
         return [f"{n}x {line}" for line, n in ranked]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        stop_process(self.process, self.log)
 
 
 class Router:
@@ -488,15 +493,7 @@ class Router:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        stop_process(self.process, self.log)
 
 
 def wait_routed(timeout: float = 120.0) -> float:

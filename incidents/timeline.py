@@ -47,20 +47,7 @@ def record_many(incident: Incident, events: list[dict[str, Any]]) -> list[Timeli
         raise RuntimeError("timeline.record_many must run inside the service's transaction")
     if not events:
         return []
-    now = timezone.now()
-    rows = TimelineEvent.objects.bulk_create(
-        TimelineEvent(
-            incident=incident,
-            kind=e["kind"],
-            actor=e["actor"] if getattr(e.get("actor"), "pk", None) else None,
-            created_at=e.get("at") or now,
-            old_value=str(e.get("old", ""))[:200],
-            new_value=str(e.get("new", ""))[:200],
-            message=e.get("message", ""),
-            data=e.get("data") or {},
-        )
-        for e in events
-    )
+    rows = TimelineEvent.objects.bulk_create(_events(incident, events))
     version = max(r.pk for r in rows)
     Incident.objects.filter(pk=incident.pk).update(version=version)
     incident.version = version
@@ -72,8 +59,20 @@ def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> None:
     each incident's version to its last event in one UPDATE. The caller holds the incidents' locks."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("timeline.record_many_incidents must run inside the service's transaction")
-    now = timezone.now()
     rows = TimelineEvent.objects.bulk_create(
+        row for incident, entries in events.items() for row in _events(incident, entries)
+    )
+    if not rows:
+        return
+    newest = TimelineEvent.objects.filter(incident=OuterRef("pk")).order_by("-id").values("id")[:1]
+    Incident.objects.filter(pk__in=[i.pk for i in events]).update(version=Subquery(newest))
+    for incident in events:
+        incident.version = max(r.pk for r in rows if r.incident_id == incident.pk)
+
+
+def _events(incident: Incident, events: list[dict[str, Any]]) -> list[TimelineEvent]:
+    now = timezone.now()
+    return [
         TimelineEvent(
             incident=incident,
             kind=e["kind"],
@@ -84,12 +83,5 @@ def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> None:
             message=e.get("message", ""),
             data=e.get("data") or {},
         )
-        for incident, entries in events.items()
-        for e in entries
-    )
-    if not rows:
-        return
-    newest = TimelineEvent.objects.filter(incident=OuterRef("pk")).order_by("-id").values("id")[:1]
-    Incident.objects.filter(pk__in=[i.pk for i in events]).update(version=Subquery(newest))
-    for incident in events:
-        incident.version = max(r.pk for r in rows if r.incident_id == incident.pk)
+        for e in events
+    ]
