@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from incidents.models import EventKind, Incident, TimelineEvent
@@ -64,10 +64,13 @@ def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> None:
     )
     if not rows:
         return
-    newest = TimelineEvent.objects.filter(incident=OuterRef("pk")).order_by("-id").values("id")[:1]
-    Incident.objects.filter(pk__in=[i.pk for i in events]).update(version=Subquery(newest))
+    newest: dict[int, int] = {}
+    for row in rows:
+        newest[row.incident_id] = max(newest.get(row.incident_id, 0), row.pk)
+    versions = Case(*(When(pk=pk, then=Value(version)) for pk, version in newest.items()))
+    Incident.objects.filter(pk__in=newest).update(version=versions)
     for incident in events:
-        incident.version = max(r.pk for r in rows if r.incident_id == incident.pk)
+        incident.version = newest.get(incident.pk, incident.version)
 
 
 def _events(incident: Incident, events: list[dict[str, Any]]) -> list[TimelineEvent]:
