@@ -298,8 +298,8 @@ def _apply(rule_pk: int, samples: list[Sample], now: datetime) -> str:
                 else:
                     rule.state = RuleState.PENDING
             else:
-                if rule.pending_since is not None and _fired(rule):
-                    signals_ingest([_resolved(rule, now, shown)], received_at=now)
+                if (fired := _fired_group(rule)) is not None:
+                    signals_ingest([_resolved(rule, now, shown, fired)], received_at=now)
                 rule.state = RuleState.INACTIVE
                 rule.pending_since = None
             rule.save(
@@ -356,29 +356,21 @@ def _group_key(rule: PrometheusRule, labels: dict[str, str]) -> str:
         return f"prometheus:{rule.name}"
 
 
-def _fired(rule: PrometheusRule) -> bool:
-    """Whether the current episode fired: only then does its end deserve a resolved signal."""
+def _fired_group(rule: PrometheusRule) -> str | None:
+    """The group the current episode's firing signal went to, or None if the episode never fired
+    (only a fired episode deserves a resolved signal, and it goes to the same incident)."""
     if rule.pending_since is None:
-        return False
-    return Signal.objects.filter(
-        source=Source.PROMETHEUS,
-        fingerprint=_fingerprint(rule)[:200],
-        starts_at=rule.pending_since,
-        status=SignalStatus.FIRING,
-    ).exists()
-
-
-def _firing_group(rule: PrometheusRule) -> str:
-    """Where this episode's firing signal went: its resolution goes to the same incident."""
-    if rule.pending_since is None:
-        return _group_key(rule, {})
-    fired = Signal.objects.filter(
-        source=Source.PROMETHEUS,
-        fingerprint=_fingerprint(rule)[:200],
-        starts_at=rule.pending_since,
-        status=SignalStatus.FIRING,
-    ).values_list("group_key", flat=True)
-    return fired.first() or _group_key(rule, {})
+        return None
+    return (
+        Signal.objects.filter(
+            source=Source.PROMETHEUS,
+            fingerprint=_fingerprint(rule)[:200],
+            starts_at=rule.pending_since,
+            status=SignalStatus.FIRING,
+        )
+        .values_list("group_key", flat=True)
+        .first()
+    )
 
 
 def _condition(rule: PrometheusRule) -> str:
@@ -420,13 +412,13 @@ def _firing(rule: PrometheusRule, hits: list[Sample]) -> AlertInput:
     )
 
 
-def _resolved(rule: PrometheusRule, now: datetime, shown: float | None) -> AlertInput:
+def _resolved(rule: PrometheusRule, now: datetime, shown: float | None, group_key: str) -> AlertInput:
     value = f" (now {format_value(shown)})" if shown is not None else " (no data)"
     assert rule.pending_since is not None
     return AlertInput(
         source=Source.PROMETHEUS,
         fingerprint=_fingerprint(rule),
-        group_key=_firing_group(rule),
+        group_key=group_key,
         status=SignalStatus.RESOLVED,
         starts_at=rule.pending_since,
         ends_at=now,

@@ -58,11 +58,9 @@ def response_time(severity: int) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def _lock(incident: Incident | int, *fields: str) -> Incident:
-    """The incident's row, locked; only `fields` (and the id) loaded when named."""
+def _lock(incident: Incident | int) -> Incident:
     pk = incident if isinstance(incident, int) else incident.pk
-    rows = Incident.objects.select_for_update()
-    return (rows.only(*fields) if fields else rows).get(pk=pk)
+    return Incident.objects.select_for_update().get(pk=pk)
 
 
 def _refuse_if_closed(incident: Incident) -> None:
@@ -104,7 +102,7 @@ def incident_declare(
     2. Copy the playbook's checklists and the type's runbook onto the incident (a snapshot:
        later playbook edits never change what this incident shows).
     3. Record the declaration on the timeline, followed by the `signals` (message, data) that
-       opened it, if any (as `incident_record_signals` would, in the same INSERT).
+       opened it, if any (as `incidents_record_signals` would, in the same INSERT).
     """
     defaults = defaults or declare_defaults()
     now = timezone.now()
@@ -491,27 +489,13 @@ def sla_breaches_sweep(*, now: datetime | None = None) -> int:
 
 @transaction.atomic(savepoint=False)
 def incidents_record_signals(*, entries: dict[int, list[tuple[str, dict[str, Any]]]]) -> list[int]:
-    """`incident_record_signals` for several incidents at once (alert routing's batches): one lock
-    query (in id order, as every multi-incident lock here), one INSERT, one version bump. Returns
-    the incidents written to (closed ones are skipped, as there)."""
+    """Alerts or health signals about incidents (firing again, resolved), several per incident, for
+    several incidents at once (alert routing's batches): one lock query (in id order), one INSERT,
+    one version bump. Closed incidents stay as they were closed: their signals are kept, but not
+    written on their timeline. Returns the incidents written to."""
     locked = (
         Incident.objects.select_for_update().only("status", "version").filter(pk__in=entries).order_by("pk")
     )
     open_ = [i for i in locked if i.status != Status.CLOSED]
     timeline.record_many_incidents({i: _signal_events(entries[i.pk]) for i in open_})
     return [i.pk for i in open_]
-
-
-@transaction.atomic(savepoint=False)
-def incident_record_signals(
-    *, incident: Incident | int, entries: list[tuple[str, dict[str, Any]]]
-) -> Incident | None:
-    """Alerts or health signals about this incident (firing again, resolved), several at once: one
-    lock, one INSERT, one version bump. Closed incidents stay as they were closed: the signals are
-    kept, but not written on their timeline (returns None). Frequent (every alert that joins an
-    incident), so the lock loads only what it checks."""
-    incident = _lock(incident, "status", "version")
-    if incident.status == Status.CLOSED:
-        return None
-    timeline.record_many(incident, _signal_events(entries))
-    return incident

@@ -43,27 +43,19 @@ def record(
 def record_many(incident: Incident, events: list[dict[str, Any]]) -> list[TimelineEvent]:
     """Append several events (kind, actor, old, new, message, data, at) in one INSERT; the version
     moves to the last."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("timeline.record_many must run inside the service's transaction")
-    if not events:
-        return []
-    rows = TimelineEvent.objects.bulk_create(_events(incident, events))
-    version = max(r.pk for r in rows)
-    Incident.objects.filter(pk=incident.pk).update(version=version)
-    incident.version = version
-    return rows
+    return record_many_incidents({incident: events})
 
 
-def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> None:
+def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> list[TimelineEvent]:
     """Append events to several incidents in one INSERT, each incident's in its given order, and move
     each incident's version to its last event in one UPDATE. The caller holds the incidents' locks."""
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("timeline.record_many_incidents must run inside the service's transaction")
+        raise RuntimeError("timeline.record_many must run inside the service's transaction")
     rows = TimelineEvent.objects.bulk_create(
         row for incident, entries in events.items() for row in _events(incident, entries)
     )
     if not rows:
-        return
+        return []
     newest: dict[int, int] = {}
     for row in rows:
         newest[row.incident_id] = max(newest.get(row.incident_id, 0), row.pk)
@@ -71,6 +63,7 @@ def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> None:
     Incident.objects.filter(pk__in=newest).update(version=versions)
     for incident in events:
         incident.version = newest.get(incident.pk, incident.version)
+    return rows
 
 
 def _events(incident: Incident, events: list[dict[str, Any]]) -> list[TimelineEvent]:
