@@ -638,7 +638,8 @@ def main() -> None:
     from django.test.utils import override_settings
     from django.utils import timezone
 
-    from incidents.models import ConsoleSession, Incident, IncidentChecklistItem, TimelineEvent
+    from console.models import ConsoleSession
+    from incidents.models import Incident, IncidentChecklistItem, TimelineEvent
 
     call_command("migrate", verbosity=0, interactive=False)
     call_command("load_playbook", stdout=io.StringIO())

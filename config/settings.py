@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
+    "console",
     "incidents",
     "killswitch",
     "detection",
@@ -67,7 +68,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "killswitch.context_processors.killswitch",
-                "detection.context_processors.liveness",
+                "console.context_processors.liveness",
             ],
         },
     },
@@ -108,7 +109,7 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Sessions live in the database (revocable server-side); the session row also carries the user id
 # so the live page's poll can authenticate, authorise and compare versions in one query.
-SESSION_ENGINE = "incidents.sessions"
+SESSION_ENGINE = "console.sessions"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=int(timedelta(hours=12).total_seconds()))
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
@@ -161,12 +162,14 @@ SECURE_CSP = {
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Broadcast (worker control) files too: under var/, never in the source tree.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:

@@ -10,5 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("killswitch/", include("killswitch.urls")),
     path("detection/", include("detection.urls")),
+    path("console/", include("console.urls")),
     path("", include("incidents.urls")),
 ]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from console.admin import ReadOnlyAdmin
 from detection.models import MonitoredService, PrometheusRule, Signal
-from incidents.admin import ReadOnlyAdmin
 
 
 @admin.register(MonitoredService)

@@ -33,8 +33,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from console.services import heartbeat
 from detection.models import CheckKind, Health, HealthResult, Judge, MonitoredService, SignalStatus, Source
-from detection.services import AlertInput, heartbeat, safe_links, signals_ingest
+from detection.services import AlertInput, safe_links, signals_ingest
 
 log = logging.getLogger(__name__)
 

@@ -171,13 +171,3 @@ class PrometheusRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class Heartbeat(models.Model):
-    """When each periodic job last ran: the console shows its own data age from these."""
-
-    name = models.CharField(max_length=40, unique=True)
-    last_seen = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return self.name

@@ -44,6 +44,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from console.services import heartbeat
 from detection.models import (
     Comparison,
     PrometheusRule,
@@ -53,7 +54,7 @@ from detection.models import (
     SignalStatus,
     Source,
 )
-from detection.services import AlertInput, heartbeat, signals_ingest
+from detection.services import AlertInput, signals_ingest
 
 log = logging.getLogger(__name__)
 

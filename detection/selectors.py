@@ -11,40 +11,23 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
-from django.db.models import CharField, Count, Min, Prefetch, Value
-from django.db.models.functions import Concat
+from django.db.models import Count, Min, Prefetch
 from django.utils import timezone
 
-from detection.models import Health, HealthResult, Heartbeat, MonitoredService, PrometheusRule, Signal
+from console.selectors import age_since
+from detection.models import Health, HealthResult, MonitoredService, PrometheusRule, Signal
 from detection.services import safe_links
-from killswitch.models import TargetState
 
 TREND_POINTS = 30
 RECENT_SIGNALS = 50
 INCIDENT_SIGNALS = 50
-# The periodic jobs that write a Heartbeat row (see detection.tasks); named in the liveness tooltip.
-HEARTBEATS = ("health", "prometheus")
-KILLSWITCH_JOB = "kill switch"
 
 # The sparkline's drawing box (SVG user units): one bar per check, oldest on the left.
 TREND_BAR, TREND_GAP, TREND_HEIGHT = 2.0, 1.0, 20.0
 
 
-def age_text(seconds: float) -> str:
-    """A short, rounded age: '4 s', '3 min', '2 h', '5 d'."""
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{int(seconds)} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    if seconds < 48 * 3600:
-        return f"{round(seconds / 3600)} h"
-    return f"{round(seconds / 86400)} d"
-
-
 def _age(then: datetime | None, now: datetime) -> str:
-    return age_text(max(0.0, (now - then).total_seconds())) if then is not None else ""
+    return age_since(then, now)
 
 
 # --- Links ------------------------------------------------------------------------------------
@@ -215,74 +198,4 @@ def board(*, now: datetime | None = None) -> Board:
         rules=rules,
         signals=recent_signals(),
         now=now,
-    )
-
-
-# --- Liveness ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    last_seen: datetime | None
-    age: str
-
-
-@dataclass(frozen=True)
-class Liveness:
-    """How old the console's data is: the age of the newest periodic-job write (health poll, rule
-    evaluation, kill-switch reconcile). All of them stop together when beat or the workers stop."""
-
-    newest: datetime | None
-    age_seconds: float | None
-    stale_after: float
-    jobs: list[Job]
-
-    @property
-    def never(self) -> bool:
-        return self.newest is None
-
-    @property
-    def stale(self) -> bool:
-        return self.age_seconds is None or self.age_seconds > self.stale_after
-
-    @property
-    def age(self) -> str:
-        return age_text(self.age_seconds) if self.age_seconds is not None else ""
-
-    @property
-    def detail(self) -> str:
-        """Each job's age, for the tooltip: 'health 4 s · prometheus never · kill switch production 3 s'."""
-        return " · ".join(f"{j.name} {j.age + ' ago' if j.age else 'never'}" for j in self.jobs)
-
-
-def stale_after_seconds() -> float:
-    """About three runs of the slowest schedule, and never less than 30 s."""
-    slowest = max(
-        float(settings.HEALTH_POLL_SECONDS),
-        float(settings.PROMETHEUS_EVAL_SECONDS),
-        float(settings.KILLSWITCH_RECONCILE_SECONDS),
-    )
-    return max(30.0, 3 * slowest)
-
-
-def liveness(*, now: datetime | None = None) -> Liveness:
-    """The data age, in one query (heartbeats UNION the kill-switch targets' last observations)."""
-    now = now or timezone.now()
-    observed = (
-        TargetState.objects.filter(observed_at__isnull=False)
-        .annotate(job=Concat(Value(f"{KILLSWITCH_JOB} "), "target", output_field=CharField()))
-        .values_list("job", "observed_at")
-    )
-    seen: dict[str, datetime] = dict(
-        Heartbeat.objects.values_list("name", "last_seen").union(observed, all=True)
-    )
-    names = [*HEARTBEATS, *sorted(n for n in seen if n not in HEARTBEATS)]
-    jobs = [Job(name=n, last_seen=seen.get(n), age=_age(seen.get(n), now)) for n in names]
-    newest = max(seen.values(), default=None)
-    return Liveness(
-        newest=newest,
-        age_seconds=max(0.0, (now - newest).total_seconds()) if newest is not None else None,
-        stale_after=stale_after_seconds(),
-        jobs=jobs,
     )

@@ -18,7 +18,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from detection.models import Heartbeat, Signal, SignalGroup, SignalStatus
+from console.models import Heartbeat
+from detection.models import Signal, SignalGroup, SignalStatus
 from incidents import services as incident_services
 from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
 
@@ -424,10 +425,6 @@ def _route_group(
         group.save(update_fields=["incident"])
         routed.extend((a, incident) for a in opening)
     return routed
-
-
-def heartbeat(name: str) -> None:
-    Heartbeat.objects.update_or_create(name=name, defaults={"last_seen": timezone.now()})
 
 
 def safe_links(*candidates: Any) -> list[str]:

@@ -7,7 +7,6 @@ from detection import views
 app_name = "detection"
 urlpatterns = [
     path("", views.board, name="board"),
-    path("liveness/", views.liveness, name="liveness"),
     path("webhooks/alertmanager/", views.alertmanager, name="alertmanager"),
     path("webhooks/grafana/", views.grafana, name="grafana"),
 ]

@@ -22,8 +22,8 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.middleware import HtmxDetails
 
+from console.http import HtmxHttpRequest
 from detection import selectors
 from detection.models import Source
 from detection.services import AlertInput, signals_receive
@@ -100,10 +100,6 @@ def grafana(request: HttpRequest) -> HttpResponse:
 # --- Pages --------------------------------------------------------------------------------------
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
 BOARD = "detection/board.html"
 
 
@@ -115,9 +111,3 @@ def board(request: HtmxHttpRequest) -> HttpResponse:
         raise PermissionDenied("The status board needs a role (viewer or above).")
     context = {"board": selectors.board()}
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, context)
-
-
-@require_GET
-def liveness(request: HttpRequest) -> HttpResponse:
-    """The top bar's data-age indicator, re-fetched by every page every 5 s (one query)."""
-    return render(request, "detection/liveness.html")

@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
+from console.admin import ReadOnlyAdmin
 from incidents.models import Checklist, Incident, IncidentType, SeverityLevel, TimelineEvent
 
 
@@ -30,19 +31,6 @@ def lines_form(model: type, *fields: str) -> type[forms.ModelForm]:
             "Meta": type("Meta", (), {"model": model, "fields": "__all__"}),
         },
     )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable, never editable here: these rows change only through the console's services."""
-
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
 
 
 @admin.register(SeverityLevel)

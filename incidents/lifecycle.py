@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from console.errors import DomainError
 from incidents.models import Incident, Severity, Status
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -34,7 +35,7 @@ ACTION_LABELS: dict[str, str] = {
 }
 
 
-class ActionRefused(Exception):
+class ActionRefused(DomainError):
     """An action the rules refuse; the message says what to do instead. Nothing was changed."""
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models import Q
 
@@ -44,7 +43,6 @@ class EventKind(models.TextChoices):
     CHECKLIST_ITEM = "checklist_item", "Checklist"
     EDITED = "edited", "Edited"
     SLA_BREACHED = "sla_breached", "Response SLA breached"
-    KILL_SWITCH = "kill_switch", "Kill switch"
     SIGNAL = "signal", "Alert or signal"
 
 
@@ -204,7 +202,9 @@ class TimelineEvent(models.Model):
     """Append-only record of every change to an incident. Written only by incidents.timeline."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=30, choices=EventKind.choices)
+    # No choices: each app names its own kinds (incidents.EventKind, killswitch, detection, ...) and
+    # renders them with its own template, templates/timeline/<kind>.html.
+    kind = models.CharField(max_length=30)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -219,16 +219,15 @@ class TimelineEvent(models.Model):
         indexes = [models.Index(fields=["incident", "-id"], name="timeline_by_incident")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.old_value} → {self.new_value}"
+        return f"{self.label} {self.old_value} → {self.new_value}"
 
+    @property
+    def label(self) -> str:
+        from incidents.timeline import kind_label
 
-class ConsoleSession(AbstractBaseSession):
-    """Database session that also stores the user id, so one query can authorise a poll."""
+        return kind_label(self.kind)
 
-    user_id = models.BigIntegerField(null=True, db_index=True)
-
-    @classmethod
-    def get_session_store_class(cls):  # type: ignore[no-untyped-def]
-        from incidents.sessions import SessionStore
-
-        return SessionStore
+    @property
+    def templates(self) -> tuple[str, str]:
+        """How the incident page renders this row: its kind's template, else the plain default."""
+        return (f"timeline/{self.kind}.html", "timeline/default.html")

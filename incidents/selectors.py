@@ -18,10 +18,10 @@ from guardian.core import ObjectPermissionChecker
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
+from console.models import ConsoleSession
 from incidents.models import (
     OPEN_STATUSES,
     ChecklistKind,
-    ConsoleSession,
     Incident,
     IncidentChecklistItem,
     Severity,

@@ -443,12 +443,20 @@ def incident_edit(
 
 
 @transaction.atomic
-def incident_record_kill_switch(
-    *, incident: Incident | int, actor: User | None, message: str, data: dict[str, Any]
+def incident_record_event(
+    *,
+    incident: Incident | int,
+    kind: str,
+    actor: User | None,
+    message: str,
+    data: dict[str, Any] | None = None,
+    old: object = "",
+    new: object = "",
 ) -> Incident:
-    """A kill-switch change linked to this incident (also on closed ones: the record matters most)."""
+    """A row another app writes on an incident's timeline (a kill-switch change, a page, a message
+    sent), through the one timeline writer. Also on closed incidents: the record matters most there."""
     incident = _lock(incident)
-    timeline.record(incident, kind=EventKind.KILL_SWITCH, actor=actor, message=message, data=data)
+    timeline.record(incident, kind=kind, actor=actor, message=message, data=data, old=old, new=new)
     return incident
 
 

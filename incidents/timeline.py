@@ -1,4 +1,9 @@
-"""The only code that creates timeline rows. Call it inside the service's transaction."""
+"""The only code that creates timeline rows. Call it inside the service's transaction.
+
+Kinds are open: incidents names its own (`EventKind`); another app registers its kinds here with a
+label (`register_kind`, from its AppConfig.ready) and ships `templates/timeline/<kind>.html` to render
+them. Other apps write their rows through `incidents.services.incident_record_event`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,27 @@ from django.utils import timezone
 
 from incidents.models import EventKind, Incident, TimelineEvent
 
+_KINDS: dict[str, str] = dict(EventKind.choices)
+
+
+def register_kind(kind: str, label: str) -> None:
+    if len(kind) > 30:
+        raise ValueError(f"timeline kind {kind!r} is longer than 30 characters")
+    _KINDS[kind] = label
+
+
+def kind_label(kind: str) -> str:
+    return _KINDS.get(kind, kind.replace("_", " ").capitalize())
+
+
+def kinds() -> dict[str, str]:
+    return dict(_KINDS)
+
 
 def record(
     incident: Incident,
     *,
-    kind: EventKind,
+    kind: str,
     actor: Any = None,
     old: object = "",
     new: object = "",

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -25,19 +25,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_client_event
-from django_htmx.middleware import HtmxDetails
 
-from detection.selectors import signals_for_incident
-from incidents import forms, selectors, services
+from console.http import HtmxHttpRequest
+from incidents import forms, panels, selectors, services
 from incidents.lifecycle import ACTION_LABELS, ActionRefused, allowed_targets
 from incidents.models import Incident, IncidentType, SeverityLevel, Status
 from incidents.triage import describe_answers
 
 CHANGED = "incident-changed"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 DETAIL = "incidents/incident_detail.html"
@@ -180,7 +175,7 @@ def _detail_context(
         "pre_recovery_done": all(i.done for i in pre_recovery),
         "targets": [(s, ACTION_LABELS[s]) for s in allowed_targets(incident.status)],
         "events": selectors.timeline_for(incident, after=new_events_after),
-        "signals": signals_for_incident(incident),
+        "panels": panels.panels_for(incident, request.user),
         "append_only": new_events_after is not None,
         "answers": describe_answers(incident.decision_answers) if incident.decision_answers else None,
         "now": timezone.now(),

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, StreamingHttpResponse
 
-from incidents.admin import ReadOnlyAdmin
+from console.admin import ReadOnlyAdmin
 from killswitch.export import csv_rows
 from killswitch.models import AuditRecord, ResumeRequest, TargetState
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.roles import role_of
+from console.roles import role_of
 from killswitch.models import Action, AuditHead, AuditRecord
 
 GENESIS = "0" * 64

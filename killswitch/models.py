@@ -4,6 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# The kind of the timeline rows kill-switch changes write (rendered by templates/timeline/kill_switch.html).
+TIMELINE_KIND = "kill_switch"
+
 
 class Action(models.TextChoices):
     ACTIVATED = "activated", "Activated (halt)"

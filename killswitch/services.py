@@ -16,18 +16,20 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from console.errors import DomainError
+from console.services import heartbeat
 from incidents import services as incident_services
 from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
 from killswitch import audit
 from killswitch.backends import BackendError, Condition, InvalidInput, State, check_field, check_reason
-from killswitch.models import Action, ResumeRequest, ResumeStatus, TargetState
-from killswitch.targets import Target, get_target
+from killswitch.models import TIMELINE_KIND, Action, ResumeRequest, ResumeStatus, TargetState
+from killswitch.targets import Target, all_targets, get_target
 
 log = logging.getLogger(__name__)
 MIN_JUSTIFICATION = 20
 
 
-class KillSwitchRefused(Exception):
+class KillSwitchRefused(DomainError):
     """A rule refuses the action; nothing changed. The message says what to do."""
 
 
@@ -127,7 +129,8 @@ def killswitch_activate(
         )
         if incident is not None:
             _name_incident(tgt, incident)
-            incident_services.incident_record_kill_switch(
+            incident_services.incident_record_event(
+                kind=TIMELINE_KIND,
                 incident=incident,
                 actor=actor,
                 message=f"Halted trading on {tgt.label} ({reason})",
@@ -267,7 +270,8 @@ def killswitch_approve_resume(
                 ip=ip,
             )
             if request.incident_id:
-                incident_services.incident_record_kill_switch(
+                incident_services.incident_record_event(
+                    kind=TIMELINE_KIND,
                     incident=request.incident_id,
                     actor=actor,
                     message=f"Resumed trading on {tgt.label} (request #{request.pk} by {requester})",
@@ -354,31 +358,59 @@ def resume_requests_expire(*, now: datetime | None = None) -> int:
 
 
 def killswitch_reconcile(*, target: str) -> State:
-    """Read the target; a change the console did not make is recorded as external. An external halt
-    (or an unevaluable kill switch) opens, or attaches to, a SEV-1 "kill switch activated" incident."""
+    """Read the target and record whatever changed without the console (see `_observe`)."""
     tgt = get_target(target)
     backend = tgt.backend()
     with transaction.atomic():
         row = _lock(tgt)
         state = backend.read()
-        before = _snapshot(row)
-        if state.condition == Condition.UNREACHABLE or state.fingerprint() == row.fingerprint:
-            _remember(row, state, by=row.changed_by, changed=False)
-            return state
-        _remember(row, state, by="external", changed=True)
-        incident = None
-        if state.condition in (Condition.HALTED, Condition.UNEVALUABLE):
-            incident = _open_or_attach_incident(tgt, state)
-        audit.record(
-            action=Action.EXTERNAL_CHANGE,
-            actor=None,
-            target=tgt.name,
-            before=before,
-            after=state.as_dict(),
-            reason=state.detail or state.message,
-            incident_id=incident.pk if incident else None,
-        )
+        _observe(tgt, row, state)
     return state
+
+
+def killswitch_reconcile_all() -> dict[str, str]:
+    """Reconcile every target, each on its own; a target that fails does not hide the others. Each
+    target's run is a heartbeat (`kill switch <name>`): a failing one shows in the top bar at once."""
+    result = {}
+    for name in all_targets():
+        job = f"kill switch {name}"
+        try:
+            result[name] = killswitch_reconcile(target=name).condition
+        except Exception as exc:
+            log.exception("Reconcile of kill-switch target %s failed", name)
+            heartbeat(job, error=f"{exc.__class__.__name__}: {exc}")
+            result[name] = "error"
+        else:
+            heartbeat(job)
+    return result
+
+
+def _observe(tgt: Target, row: TargetState, state: State) -> Incident | None:
+    """Compare what the backend says now with what the console last recorded, under the target's row
+    lock. A difference the console did not make is recorded as an external change (one audit row);
+    an external halt, or a kill switch that cannot be evaluated, opens or joins its SEV-1 incident.
+
+    Reconcile does only this; every action does it first, so that no change made outside the console
+    goes unrecorded because an action overwrote it. Returns the incident the change joined, if any.
+    """
+    if state.condition == Condition.UNREACHABLE or state.fingerprint() == row.fingerprint:
+        _remember(row, state, by=row.changed_by, changed=False)
+        return None
+    before = _snapshot(row)
+    _remember(row, state, by="external", changed=True)
+    incident = None
+    if state.condition in (Condition.HALTED, Condition.UNEVALUABLE):
+        incident = _open_or_attach_incident(tgt, state)
+    audit.record(
+        action=Action.EXTERNAL_CHANGE,
+        actor=None,
+        target=tgt.name,
+        before=before,
+        after=state.as_dict(),
+        reason=state.detail or state.message,
+        incident_id=incident.pk if incident else None,
+    )
+    return incident
 
 
 def _name_incident(tgt: Target, incident: Incident) -> None:
@@ -411,7 +443,8 @@ def _open_or_attach_incident(tgt: Target, state: State) -> Incident:
             description=f"Detected by the console's reconcile. {state.message}".strip(),
             is_drill=not tgt.production,
         )
-    incident_services.incident_record_kill_switch(
+    incident_services.incident_record_event(
+        kind=TIMELINE_KIND,
         incident=incident,
         actor=None,
         message=" ".join(

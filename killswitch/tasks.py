@@ -1,26 +1,14 @@
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
 from killswitch import services
-from killswitch.targets import all_targets
-
-log = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
 def reconcile_targets() -> dict[str, str]:
     """At-least-once and idempotent: reads every target; only a real change is recorded."""
-    result = {}
-    for name in all_targets():
-        try:
-            result[name] = services.killswitch_reconcile(target=name).condition
-        except Exception:  # one broken target must not hide the others
-            log.exception("Reconcile of kill-switch target %s failed", name)
-            result[name] = "error"
-    return result
+    return services.killswitch_reconcile_all()
 
 
 @shared_task(acks_late=True)

@@ -59,6 +59,8 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def banner(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("killswitch.view_targetstate"):
+        raise PermissionDenied("Viewing the kill switch needs a role.")
     return render(request, "killswitch/banner.html")
 
 

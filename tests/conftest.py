@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.apps import apps
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test.utils import override_settings
 
@@ -42,12 +39,9 @@ def _test_settings() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _playbook(db: None) -> None:
-    """Every test sees the playbook and the roles, as `make run` leaves them."""
+    """Every test sees the playbook and the roles, as `make run` leaves them (a transactional test's
+    flush empties the groups too, and its post_migrate signal sets them up again)."""
     call_command("load_playbook", verbosity=0)
-    if not Group.objects.exists():
-        # A transactional test's flush empties tables that migrations filled; put the roles back.
-        importlib.import_module("incidents.migrations.0002_roles").create_roles(apps, None)
-        importlib.import_module("killswitch.migrations.0002_roles_and_append_only").grant(apps, None)
 
 
 @pytest.fixture

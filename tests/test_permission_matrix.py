@@ -90,7 +90,7 @@ ROWS = [
         data=lambda i: {"item": i.checklist_items.filter(kind=ChecklistKind.TRIAGE).first().pk, "done": "1"},
     ),
     Row("killswitch:index", "get", KS_VIEW),
-    Row("killswitch:banner", "get", EVERYONE),
+    Row("killswitch:banner", "get", KS_VIEW),
     Row("killswitch:audit", "get", KS_LEAD),
     Row("killswitch:audit", "get", KS_LEAD, label="csv", query=lambda c: {"format": "csv"}),
     Row("killswitch:activate", "get", KS_HALT, args=lambda c: ["production"]),
@@ -111,11 +111,10 @@ ROWS = [
     ),
     Row("killswitch:approve", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {}),
     Row("killswitch:reject", "post", KS_LEAD, args=lambda c: [c.request.pk], data=lambda c: {"note": "no"}),
-    # The status board: every role that may view incidents (the same shape as KS_VIEW); the liveness
-    # indicator, like the kill-switch banner: everyone logged in.
+    # The status board and the top bar's liveness: every role that may view incidents (KS_VIEW's shape).
     Row("detection:board", "get", KS_VIEW),
     Row("detection:board", "post", POST_ONLY, label="post", data=lambda c: {}),
-    Row("detection:liveness", "get", EVERYONE),
+    Row("console:liveness", "get", KS_VIEW),
     # Webhooks: bearer token, not session; a person's login grants nothing there.
     Row("detection:alertmanager", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
     Row("detection:alertmanager", "get", dict.fromkeys(PERSONAS, 405), label="get"),

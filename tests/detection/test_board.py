@@ -1,4 +1,4 @@
-"""The status board, the liveness indicator on every page, and an incident's "Alerts and signals"."""
+"""The status board and an incident's "Alerts and signals"."""
 
 from __future__ import annotations
 
@@ -10,38 +10,40 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.conf import settings as django_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from console.models import Heartbeat
 from detection.models import (
     Health,
     HealthResult,
-    Heartbeat,
     MonitoredService,
     PrometheusRule,
     RuleState,
     Signal,
 )
-from detection.selectors import TREND_POINTS, age_text
+from detection.selectors import TREND_POINTS
 from detection.services import signals_route
 from incidents.models import Incident
-from killswitch.models import TargetState
 from tests.incidents.factories import declare
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HTTP_HX_REQUEST": "true"}
 TOKEN = "test-alertmanager-token"
-LIVENESS = "detection.context_processors.liveness"
 BOARD = reverse("detection:board")
-LIVE = reverse("detection:liveness")
 UNSAFE_LINK = re.compile(r"<a\b[^>]*\bhref=[\"']?\s*(javascript|data|vbscript):", re.IGNORECASE)
 
 
 @pytest.fixture
 def tokens(settings: Any) -> None:
     settings.WEBHOOK_TOKENS = {"alertmanager": TOKEN, "grafana": "test-grafana-token"}
+
+
+def signals_panel(response: Any) -> list[Any]:
+    """The rows of the incident page's "Alerts and signals" panel, as the view gave them."""
+    [panel] = [p for p in response.context["panels"]["main"] if p.id == "incident-signals"]
+    return panel.context["signals"]
 
 
 def service(name: str, *, core: bool = False, results: int = 0, **kwargs: Any) -> MonitoredService:
@@ -314,108 +316,6 @@ class TestUntrustedText:
         assert client.get(reverse("incidents:detail", args=[incident.pk])).status_code == 200
 
 
-# --- Liveness: the console's own data age on every page -----------------------------------------
-
-
-def liveness_of(client: Any, url: str = LIVE) -> tuple[str, str]:
-    body = client.get(url).content.decode()
-    match = re.search(r'<span id="liveness" class="([^"]*)" data-state="(\w+)"[^>]*>([^<]*)</span>', body)
-    assert match, body
-    assert ("liveness-stale" in match.group(1)) == (match.group(2) != "fresh")
-    return match.group(2), match.group(3)
-
-
-class TestLiveness:
-    def test_fresh_data_shows_its_age(self, client, viewer):
-        start = timezone.now()
-        with time_machine.travel(start, tick=False):
-            Heartbeat.objects.create(name="health", last_seen=timezone.now())
-            Heartbeat.objects.create(name="prometheus", last_seen=timezone.now() - timedelta(seconds=9))
-        client.force_login(viewer)
-        with time_machine.travel(start + timedelta(seconds=4), tick=False):
-            assert liveness_of(client) == ("fresh", "data 4 s old")
-
-    def test_stopped_jobs_turn_it_into_a_warning(self, client, viewer):
-        start = timezone.now()
-        with time_machine.travel(start, tick=False):
-            Heartbeat.objects.create(name="health", last_seen=timezone.now())
-        client.force_login(viewer)
-        limit = 3 * max(
-            django_settings.HEALTH_POLL_SECONDS,
-            django_settings.PROMETHEUS_EVAL_SECONDS,
-            django_settings.KILLSWITCH_RECONCILE_SECONDS,
-        )
-        with time_machine.travel(start + timedelta(seconds=limit - 1), tick=False):
-            assert liveness_of(client)[0] == "fresh"
-        with time_machine.travel(start + timedelta(minutes=3), tick=False):
-            assert liveness_of(client) == ("stale", "⚠ Background jobs stopped: data 3 min old")
-
-    def test_no_heartbeat_ever_is_a_warning(self, client, viewer):
-        client.force_login(viewer)
-        assert liveness_of(client) == ("never", "⚠ Background jobs stopped: no data yet")
-
-    def test_the_kill_switch_reconcile_counts_as_a_heartbeat(self, client, viewer):
-        start = timezone.now()
-        with time_machine.travel(start, tick=False):
-            Heartbeat.objects.create(name="health", last_seen=timezone.now() - timedelta(hours=2))
-            TargetState.objects.create(target="production", observed_at=timezone.now())
-            TargetState.objects.create(target="drill")  # never observed: ignored
-        client.force_login(viewer)
-        with time_machine.travel(start + timedelta(seconds=7), tick=False):
-            body = client.get(LIVE).content.decode()
-        assert 'data-state="fresh"' in body and "data 7 s old" in body
-        assert "health 2 h ago · prometheus never · kill switch production 7 s ago" in body
-
-    def test_it_is_on_every_page_for_logged_in_people_only(self, client, viewer, norole, responder):
-        Heartbeat.objects.create(name="health", last_seen=timezone.now())
-        incident = declare(responder)
-        assert 'id="liveness"' not in client.get(reverse("login")).content.decode()
-        client.force_login(norole)
-        forbidden = client.get(BOARD)
-        assert forbidden.status_code == 403 and 'id="liveness"' in forbidden.content.decode()
-        client.force_login(viewer)
-        for url in (reverse("incidents:home"), reverse("incidents:detail", args=[incident.pk]), BOARD):
-            state, _ = liveness_of(client, url)
-            assert state == "fresh", url
-
-    def test_it_polls_itself_and_costs_one_query(self, client, viewer, django_assert_num_queries):
-        Heartbeat.objects.create(name="health", last_seen=timezone.now())
-        client.force_login(viewer)
-        client.get(LIVE)
-        with django_assert_num_queries(3) as ctx:  # session, user, and the one liveness query
-            body = client.get(LIVE, **HX).content.decode()
-        assert body.lstrip().startswith('<span id="liveness"')
-        assert f'hx-get="{LIVE}"' in body and 'hx-trigger="every 5s"' in body
-        assert sum("detection_heartbeat" in q["sql"] for q in ctx.captured_queries) == 1
-        for i in range(20):
-            Heartbeat.objects.create(name=f"job{i}", last_seen=timezone.now())
-            TargetState.objects.create(target=f"t{i}", observed_at=timezone.now())
-        with django_assert_num_queries(3):
-            client.get(LIVE)
-
-    def test_pages_that_do_not_show_it_do_not_query_it(
-        self, client, viewer, responder, django_assert_max_num_queries
-    ):
-        incident = declare(responder)
-        client.force_login(viewer)
-        with django_assert_max_num_queries(30) as ctx:
-            client.get(reverse("incidents:poll", args=[incident.pk]), {"v": 0})
-        assert not any("detection_heartbeat" in q["sql"] for q in ctx.captured_queries)
-
-
-def test_age_text_rounds_to_one_unit():
-    assert [age_text(s) for s in (-3, 0, 4.9, 89, 180, 5399, 7200, 86400 * 3)] == [
-        "0 s",
-        "0 s",
-        "4 s",
-        "89 s",
-        "3 min",
-        "90 min",
-        "2 h",
-        "3 d",
-    ]
-
-
 # --- The incident page's "Alerts and signals" ---------------------------------------------------
 
 
@@ -430,7 +330,7 @@ class TestIncidentSignals:
         response = client.get(reverse("incidents:detail", args=[incident.pk]))
         body = response.content.decode()
         section = body[body.index('id="incident-signals"') :]
-        assert [r.signal.fingerprint for r in response.context["signals"]] == ["fp2", "fp1"]
+        assert [r.signal.fingerprint for r in signals_panel(response)] == ["fp2", "fp1"]
         assert section.index("signal 2") < section.index("signal 1")
         assert "signal 3" not in body
         assert "Grafana" in section and "Resolved" in section and "more than 1 minute" in section
@@ -454,7 +354,7 @@ class TestIncidentSignals:
             signal(n, incident=incident)
         with django_assert_max_num_queries(len(ctx.captured_queries)):
             response = client.get(reverse("incidents:detail", args=[incident.pk]))
-        assert len(response.context["signals"]) == 50
+        assert len(signals_panel(response)) == 50
 
     def test_the_live_poll_swaps_new_signals_in(self, client, viewer, tokens, responder):
         payload = hostile_alertmanager_payload()

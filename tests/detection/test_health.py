@@ -16,13 +16,13 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from config.celery import app
+from console.models import Heartbeat
 from detection import health, tasks
 from detection.health import CheckResult, health_record, judge, judge_reply, poll_all, prune_results
 from detection.models import (
     CheckKind,
     Health,
     HealthResult,
-    Heartbeat,
     Judge,
     MonitoredService,
     Signal,
@@ -457,7 +457,8 @@ def test_poll_all_checks_enabled_services_and_records_its_heartbeat(
         True,
         True,
     )
-    assert Heartbeat.objects.get(name="health").last_seen > timezone.now() - timedelta(seconds=10)
+    last_seen = Heartbeat.objects.get(name="health").last_seen
+    assert last_seen is not None and last_seen > timezone.now() - timedelta(seconds=10)
 
 
 @pytest.mark.parametrize(("kind", "severity"), [("risk", 1), ("candles", 2)])

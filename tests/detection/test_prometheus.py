@@ -22,8 +22,9 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from console.models import Heartbeat
 from detection import prometheus
-from detection.models import Heartbeat, PrometheusRule, RuleState, Signal
+from detection.models import PrometheusRule, RuleState, Signal
 from detection.prometheus import QueryError, Unreachable, offending, query, rules_evaluate
 from incidents.models import EventKind, Incident, TimelineEvent
 from tests.standins.exporter import ExporterStandIn

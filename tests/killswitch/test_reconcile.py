@@ -25,10 +25,10 @@ from django.db import connection
 from django.urls import reverse
 
 from config.celery import app as celery_app
-from incidents.models import EventKind, Incident, Severity, Status, TimelineEvent
+from incidents.models import Incident, Severity, Status, TimelineEvent
 from killswitch import audit, services, tasks
 from killswitch.backends import Condition, FileBackend
-from killswitch.models import Action, AuditRecord, TargetState
+from killswitch.models import TIMELINE_KIND, Action, AuditRecord, TargetState
 from tests.incidents.factories import PASSWORD
 
 STATE_FILE = ".cdb_kill_switch.state"
@@ -258,7 +258,7 @@ def test_a_hand_written_circuit_breaker_halt_opens_a_sev1_incident_within_11_sec
     assert incident.is_open and not incident.is_drill
     assert incident.declared_by is None
     assert "circuit_breaker" in incident.title
-    events = TimelineEvent.objects.filter(incident=incident, kind=EventKind.KILL_SWITCH)
+    events = TimelineEvent.objects.filter(incident=incident, kind=TIMELINE_KIND)
     assert events.count() == 1
     assert "circuit_breaker" in events.get().message
     assert events.get().data["target"] == "production"
@@ -311,7 +311,7 @@ def test_an_external_halt_is_recorded_once_with_one_sev1_incident(prod: Path, ba
     assert incident.severity == Severity.SEV1 and incident.status == Status.TRIAGE
     assert not incident.is_drill
     assert record.incident_id == incident.pk
-    assert incident.events.filter(kind=EventKind.KILL_SWITCH).count() == 1
+    assert incident.events.filter(kind=TIMELINE_KIND).count() == 1
     row = TargetState.objects.get(target="production")
     assert (row.condition, row.reason, row.changed_by) == (Condition.HALTED, "circuit_breaker", "external")
 
@@ -319,7 +319,7 @@ def test_an_external_halt_is_recorded_once_with_one_sev1_incident(prod: Path, ba
         assert reconcile() == Condition.HALTED
     assert AuditRecord.objects.count() == baseline + 1
     assert Incident.objects.count() == 1
-    assert incident.events.filter(kind=EventKind.KILL_SWITCH).count() == 1
+    assert incident.events.filter(kind=TIMELINE_KIND).count() == 1
     assert_chain_intact()
 
 
@@ -335,7 +335,7 @@ def test_a_second_external_halt_attaches_to_the_open_incident(prod: Path, baseli
     assert reconcile() == Condition.HALTED
 
     assert Incident.objects.count() == 1
-    assert incident.events.filter(kind=EventKind.KILL_SWITCH).count() == 2
+    assert incident.events.filter(kind=TIMELINE_KIND).count() == 2
     halts = external_changes().filter(state_after__condition=Condition.HALTED)
     assert [r.incident_id for r in halts] == [incident.pk, incident.pk]
     assert_chain_intact()
@@ -439,7 +439,7 @@ def test_an_unevaluable_file_after_a_halt_attaches_to_its_incident(
     assert reconcile() == Condition.UNEVALUABLE
     assert Incident.objects.count() == 1
     assert external_changes().last().incident_id == incident.pk
-    assert incident.events.filter(kind=EventKind.KILL_SWITCH).count() == 2
+    assert incident.events.filter(kind=TIMELINE_KIND).count() == 2
 
 
 @pytest.mark.django_db

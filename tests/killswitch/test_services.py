@@ -9,10 +9,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.utils import timezone
 
-from incidents.models import EventKind, Severity
+from incidents.models import Severity
 from killswitch import audit, services
 from killswitch.backends import BackendError, InvalidInput
-from killswitch.models import Action, AuditRecord, ResumeRequest, ResumeStatus, TargetState
+from killswitch.models import TIMELINE_KIND, Action, AuditRecord, ResumeRequest, ResumeStatus, TargetState
 from tests.incidents.factories import declare, make_user
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ class TestActivate:
         assert record.state_before["condition"] == "trading" and record.state_after["condition"] == "halted"
         assert record.reason == "exchange_error: Binance 5xx" and record.incident_id == incident.pk
         event = incident.events.order_by("-id").first()
-        assert event.kind == EventKind.KILL_SWITCH and "Halted trading on Production" in event.message
+        assert event.kind == TIMELINE_KIND and "Halted trading on Production" in event.message
         row = TargetState.objects.get(target="production")
         assert (row.condition, row.changed_by) == ("halted", "responder")
 
@@ -112,7 +112,7 @@ class TestResume:
         assert (request.status, request.decided_by) == (ResumeStatus.APPROVED, second)
         [approved] = actions(Action.RESUME_APPROVED)
         assert approved.request_id == request.pk and approved.state_after["condition"] == "trading"
-        assert [e.kind for e in incident.events.order_by("id")][-1] == EventKind.KILL_SWITCH
+        assert [e.kind for e in incident.events.order_by("id")][-1] == TIMELINE_KIND
 
     def test_justification_needs_20_characters(self, halted, lead):
         with pytest.raises(InvalidInput, match="20 characters"):

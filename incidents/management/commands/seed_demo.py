@@ -10,9 +10,9 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from console.roles import ADMIN, ROLES
 from incidents import services
 from incidents.models import Incident, IncidentType, Severity, Status
-from incidents.roles import ADMIN, ROLES
 
 CREDENTIALS_FILE = settings.VAR_DIR / "demo-credentials.txt"
 

@@ -1,4 +1,4 @@
-"""Session engine: Django's database sessions plus a user_id column (see ConsoleSession)."""
+"""Session engine: Django's database sessions plus a user_id column (see console.models.ConsoleSession)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.contrib.sessions.backends.db import SessionStore as DBStore
 class SessionStore(DBStore):
     @classmethod
     def get_model_class(cls):  # type: ignore[no-untyped-def]
-        from incidents.models import ConsoleSession
+        from console.models import ConsoleSession
 
         return ConsoleSession
 
