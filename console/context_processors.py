@@ -10,8 +10,9 @@ from console.selectors import liveness as read_liveness
 
 
 def liveness(request: HttpRequest) -> dict[str, Any]:
-    """The console's data age in the top bar of every page a person with a role sees (lazily: one
-    query, and only when a template renders it)."""
-    if not has_role(getattr(request, "user", None)):
+    """The console's data age in the top bar of every page a person with a role sees. Lazy: the role
+    check and the one query run only when a template renders it."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
         return {}
-    return {"liveness": SimpleLazyObject(read_liveness)}
+    return {"liveness": SimpleLazyObject(lambda: read_liveness() if has_role(user) else None)}

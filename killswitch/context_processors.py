@@ -11,9 +11,9 @@ VIEW = "killswitch.view_targetstate"
 
 
 def killswitch(request: HttpRequest) -> dict[str, Any]:
-    """The kill-switch banner on every page of a person whose role may see the kill switch (lazily:
-    one query, and only if rendered)."""
+    """The kill-switch banner on every page of a person whose role may see the kill switch. Lazy: the
+    permission check and the one query run only when a template renders the banner."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or not user.has_perm(VIEW):
+    if user is None or not user.is_authenticated:
         return {}
-    return {"killswitch_banner": SimpleLazyObject(banner_states)}
+    return {"killswitch_banner": SimpleLazyObject(lambda: banner_states() if user.has_perm(VIEW) else [])}
