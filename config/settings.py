@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "incidents",
     "killswitch",
     "detection",
+    "notify",
 ]
 
 MIDDLEWARE = [
@@ -69,6 +70,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "killswitch.context_processors.killswitch",
                 "console.context_processors.liveness",
+                "notify.context_processors.inbox",
             ],
         },
     },
@@ -199,7 +201,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "apprise": {"level": "WARNING"},
+    },
 }
 
 # Kill switch. Targets: `name=file:PATH` or `name=http://risk:8002`, `;`-separated, production first.
@@ -268,5 +274,32 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "detection.tasks.evaluate_prometheus_rules",
         "schedule": PROMETHEUS_EVAL_SECONDS,
         "options": {"expires": PROMETHEUS_EVAL_SECONDS},
+    },
+}
+
+# Notifications (notify/). Channels are Apprise URLs, from admin or from NOTIFY_CHANNELS
+# ("incidents=slack://...;engineering=discord://...;stakeholders=mailto://..."); a name here wins.
+from notify.config import parse_channels  # noqa: E402
+
+NOTIFY_CHANNELS = parse_channels(env.str("NOTIFY_CHANNELS", default=""))
+# Email to people (pages, summaries): an Apprise mailto URL naming the SMTP server and the sender,
+# e.g. "mailtos://user:pass@smtp.example.com:587?from=console@example.com"; empty: no email.
+NOTIFY_EMAIL_URL = env.str("NOTIFY_EMAIL_URL", default="")
+NOTIFY_CONNECT_TIMEOUT = env.float("NOTIFY_CONNECT_TIMEOUT", default=4.0)
+NOTIFY_READ_TIMEOUT = env.float("NOTIFY_READ_TIMEOUT", default=10.0)
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=10)
+NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=5.0)
+NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=900.0)
+# A message left "sending" longer than this by a dead worker is sent again (at-least-once).
+NOTIFY_SENDING_LEASE_SECONDS = env.float(
+    "NOTIFY_SENDING_LEASE_SECONDS", default=max(60.0, 3 * (NOTIFY_CONNECT_TIMEOUT + NOTIFY_READ_TIMEOUT))
+)
+NOTIFY_CONCURRENCY = env.int("NOTIFY_CONCURRENCY", default=8)
+NOTIFY_SWEEP_SECONDS = env.float("NOTIFY_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE |= {
+    "notify-deliver": {
+        "task": "notify.tasks.deliver_messages",
+        "schedule": NOTIFY_SWEEP_SECONDS,
+        "options": {"expires": NOTIFY_SWEEP_SECONDS * 2},
     },
 }

@@ -11,5 +11,6 @@ urlpatterns = [
     path("killswitch/", include("killswitch.urls")),
     path("detection/", include("detection.urls")),
     path("console/", include("console.urls")),
+    path("", include("notify.urls")),
     path("", include("incidents.urls")),
 ]

@@ -3,10 +3,17 @@
 Kinds are open: incidents names its own (`EventKind`); another app registers its kinds here with a
 label (`register_kind`, from its AppConfig.ready) and ships `templates/timeline/<kind>.html` to render
 them. Other apps write their rows through `incidents.services.incident_record_event`.
+
+Every change to an incident writes exactly one row here, in the change's transaction, so the timeline
+is also the seam where other apps follow incidents: a listener (`listen`, from an AppConfig.ready)
+receives each batch of new rows inside that transaction and may write its own consequences there
+(an escalation chain, a message in the outbox). A listener that raises undoes the change: keep them
+to writes of the app's own rows; anything slow belongs in a task started on commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -16,6 +23,19 @@ from django.utils import timezone
 from incidents.models import EventKind, Incident, TimelineEvent
 
 _KINDS: dict[str, str] = dict(EventKind.choices)
+Listener = Callable[[list[TimelineEvent]], None]
+_LISTENERS: dict[str, Listener] = {}
+
+
+def listen(name: str, listener: Listener) -> None:
+    """Call `listener(rows)` with every batch of new timeline rows, inside their transaction. Each row
+    carries its incident (`row.incident`, the object the service holds: no query)."""
+    _LISTENERS[name] = listener
+
+
+def _announce(rows: list[TimelineEvent]) -> None:
+    for listener in list(_LISTENERS.values()):
+        listener(rows)
 
 
 def register_kind(kind: str, label: str) -> None:
@@ -58,6 +78,7 @@ def record(
     )
     Incident.objects.filter(pk=incident.pk).update(version=event.pk)
     incident.version = event.pk
+    _announce([event])
     return event
 
 
@@ -84,6 +105,7 @@ def record_many_incidents(events: dict[Incident, list[dict[str, Any]]]) -> list[
     Incident.objects.filter(pk__in=newest).update(version=versions)
     for incident in events:
         incident.version = newest.get(incident.pk, incident.version)
+    _announce(rows)
     return rows
 
 

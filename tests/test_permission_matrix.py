@@ -120,6 +120,18 @@ ROWS = [
     Row("detection:alertmanager", "get", dict.fromkeys(PERSONAS, 405), label="get"),
     Row("detection:grafana", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
     Row("detection:grafana", "get", dict.fromkeys(PERSONAS, 405), label="get"),
+    # A person's own inbox and contact points: everyone logged in, each sees only their own.
+    Row("notify:inbox", "get", EVERYONE),
+    Row("notify:bell", "get", EVERYONE),
+    Row("notify:mark_read", "post", EVERYONE, data=lambda c: {}),
+    Row("notify:mark_read", "get", POST_ONLY, label="get"),
+    Row("notify:contact", "get", EVERYONE),
+    Row(
+        "notify:contact",
+        "post",
+        EVERYONE,
+        data=lambda c: {"email": "", "chat_handle": "@x", "webhook_url": ""},
+    ),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
