@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "killswitch",
     "detection",
     "notify",
+    "oncall",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +71,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "killswitch.context_processors.killswitch",
                 "console.context_processors.liveness",
+                "console.context_processors.notices",
                 "notify.context_processors.inbox",
             ],
         },

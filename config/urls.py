@@ -12,5 +12,6 @@ urlpatterns = [
     path("detection/", include("detection.urls")),
     path("console/", include("console.urls")),
     path("", include("notify.urls")),
+    path("oncall/", include("oncall.urls")),
     path("", include("incidents.urls")),
 ]

@@ -16,3 +16,13 @@ def liveness(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {}
     return {"liveness": SimpleLazyObject(lambda: read_liveness() if has_role(user) else None)}
+
+
+def notices(request: HttpRequest) -> dict[str, Any]:
+    """Warnings from other apps for the console home and the status board (lazily, when rendered)."""
+    from console.notices import notices_for
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {"console_notices": SimpleLazyObject(lambda: notices_for(user) if has_role(user) else [])}
