@@ -6,10 +6,13 @@ A URL without a row here fails `test_every_url_has_a_row`, so the matrix grows w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from incidents import services
 from incidents.models import Checklist, ChecklistKind, IncidentType, Severity
@@ -132,9 +135,58 @@ ROWS = [
         EVERYONE,
         data=lambda c: {"email": "", "chat_handle": "@x", "webhook_url": ""},
     ),
+    # On-call: every role sees the rota and keeps its own calendar feeds; leads and admins edit it.
+    Row("oncall:index", "get", KS_VIEW),
+    Row("oncall:rotation_new", "get", KS_LEAD),
+    Row("oncall:rotation_new", "post", KS_LEAD, data=lambda c: _rotation_form()),
+    Row("oncall:rotation_edit", "get", KS_LEAD, args=lambda c: [c.rotation.pk]),
+    Row(
+        "oncall:rotation_edit",
+        "post",
+        KS_LEAD,
+        args=lambda c: [c.rotation.pk],
+        data=lambda c: _rotation_form(),
+    ),
+    Row("oncall:override_new", "get", KS_LEAD),
+    Row("oncall:override_new", "post", KS_LEAD, data=lambda c: _override_form(c)),
+    Row("oncall:override_delete", "post", KS_LEAD, args=lambda c: [c.override.pk], data=lambda c: {}),
+    Row("oncall:feeds", "get", KS_VIEW),
+    Row("oncall:feeds", "post", KS_VIEW, data=lambda c: {"rotation": ""}),
+    # Someone else's feed: not found for everyone; the calendar link itself is the credential.
+    Row(
+        "oncall:feed_revoke",
+        "post",
+        roles(**dict.fromkeys(PERSONAS[1:], 404)),
+        args=lambda c: [c.feed.pk],
+        data=lambda c: {},
+    ),
+    Row("oncall:ics", "get", dict.fromkeys(PERSONAS, 404), args=lambda c: ["unknown-token"]),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
+
+
+def _rotation_form() -> dict[str, Any]:
+    names = "\n".join(User.objects.filter(groups__name="responder").values_list("username", flat=True)[:1])
+    return {
+        "name": "matrix",
+        "duty": "tech_lead",
+        "time_zone": "UTC",
+        "effective_from": "2026-01-05",
+        "handoff_time": "09:00",
+        "handoff_weekday": "",
+        "shift_hours": "24",
+        "members": names,
+    }
+
+
+def _override_form(c: Any) -> dict[str, Any]:
+    return {
+        "rotation": c.rotation.pk,
+        "user": c.incident.commander_id,
+        "starts_at": "2099-01-01T00:00",
+        "ends_at": "2099-01-02T00:00",
+    }
 
 
 def _all_url_names(patterns: list[Any] | None = None, prefix: str = "") -> set[str]:
@@ -178,6 +230,9 @@ def _params():
 class Context:
     incident: Any
     request: Any = None
+    rotation: Any = None
+    override: Any = None
+    feed: Any = None
 
     def __getattr__(self, name: str) -> Any:  # rows written for an incident read its attributes
         return getattr(self.incident, name)
@@ -200,6 +255,19 @@ def test_matrix(client, ks_files, row: Row, persona: str):
                 actor=make_user(role="lead"),
                 justification="Root cause fixed and verified",
             )
+    if row.name.startswith("oncall:"):
+        from oncall import services as oncall
+        from tests.oncall.factories import rotation
+
+        context.rotation = rotation(owner)
+        context.override = oncall.override_create(
+            rotation=context.rotation,
+            user=owner,
+            starts_at=timezone.now(),
+            ends_at=timezone.now() + timedelta(hours=1),
+            actor=owner,
+        )
+        context.feed, _ = oncall.calendar_feed_create(user=owner)
     user = _persona(persona, incident)
     incident.refresh_from_db()
     if user is not None:
