@@ -15,7 +15,9 @@ from tests.oncall.factories import rotation
 
 pytestmark = pytest.mark.django_db
 
-T = lambda *a: datetime(*a, tzinfo=UTC)  # noqa: E731
+
+def T(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
 
 
 def plan(**kw: object) -> schedule.Plan:
