@@ -16,8 +16,8 @@ from tests.oncall.factories import rotation
 pytestmark = pytest.mark.django_db
 
 
-def T(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def T(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def plan(**kw: object) -> schedule.Plan:
