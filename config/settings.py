@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "detection",
     "notify",
     "oncall",
+    "comms",
 ]
 
 MIDDLEWARE = [
@@ -303,5 +304,16 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "notify.tasks.deliver_messages",
         "schedule": NOTIFY_SWEEP_SECONDS,
         "options": {"expires": NOTIFY_SWEEP_SECONDS * 2},
+    },
+}
+
+# Communication (comms/): links in messages point here; the status-update reminder sweep's period.
+CONSOLE_URL = env.str("CONSOLE_URL", default="http://127.0.0.1:8000")
+COMMS_REMINDER_SWEEP_SECONDS = env.float("COMMS_REMINDER_SWEEP_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE |= {
+    "comms-remind-overdue-updates": {
+        "task": "comms.tasks.remind_overdue_updates",
+        "schedule": COMMS_REMINDER_SWEEP_SECONDS,
+        "options": {"expires": COMMS_REMINDER_SWEEP_SECONDS * 2},
     },
 }

@@ -13,5 +13,6 @@ urlpatterns = [
     path("console/", include("console.urls")),
     path("", include("notify.urls")),
     path("oncall/", include("oncall.urls")),
+    path("", include("comms.urls")),
     path("", include("incidents.urls")),
 ]

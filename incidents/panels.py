@@ -26,6 +26,9 @@ class Panel:
     context: Callable[[Incident, Any], dict[str, Any]]
     slot: str = "main"
     order: int = 100
+    # A live panel is re-rendered by every poll that saw a change; a form someone may be typing in
+    # is not live (the page renders it once).
+    live: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,11 @@ def register(panel: Panel) -> None:
     _PANELS[panel.id] = panel
 
 
-def panels_for(incident: Incident, user: Any) -> dict[str, list[Bound]]:
-    """{slot: [bound panels in order]} for one rendering of the page."""
+def panels_for(incident: Incident, user: Any, *, live_only: bool = False) -> dict[str, list[Bound]]:
+    """{slot: [bound panels in order]} for one rendering of the page (the poll: live ones only)."""
     slots: dict[str, list[Bound]] = {slot: [] for slot in SLOTS}
     for panel in sorted(_PANELS.values(), key=lambda p: (p.order, p.id)):
+        if live_only and not panel.live:
+            continue
         slots[panel.slot].append(Bound(panel.id, panel.template, panel.context(incident, user)))
     return slots

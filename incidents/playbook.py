@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,15 @@ PLAYBOOK_FILE = Path(__file__).parent / "data" / "playbook.yaml"
 
 class PlaybookError(ValueError):
     pass
+
+
+# Sections of the playbook file that other apps load (escalation matrix, communication): name ->
+# loader(section data) -> how many rows. Registered from those apps' AppConfig.ready.
+_SECTIONS: dict[str, Callable[[Any], int]] = {}
+
+
+def register_section(name: str, loader: Callable[[Any], int]) -> None:
+    _SECTIONS[name] = loader
 
 
 def read_playbook(path: Path = PLAYBOOK_FILE) -> dict[str, Any]:
@@ -44,4 +54,11 @@ def load_playbook(path: Path = PLAYBOOK_FILE) -> dict[str, int]:
         Checklist.objects.update_or_create(
             kind=c["kind"], defaults={"title": c["title"], "items": c["items"]}
         )
-    return {k: len(data[k]) for k in ("severities", "incident_types", "checklists")}
+    counts = {k: len(data[k]) for k in ("severities", "incident_types", "checklists")}
+    for name, loader in _SECTIONS.items():
+        if name in data:
+            try:
+                counts[name] = loader(data[name])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PlaybookError(f"{path}: section {name}: {exc}") from exc
+    return counts

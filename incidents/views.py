@@ -175,7 +175,7 @@ def _detail_context(
         "pre_recovery_done": all(i.done for i in pre_recovery),
         "targets": [(s, ACTION_LABELS[s]) for s in allowed_targets(incident.status)],
         "events": selectors.timeline_for(incident, after=new_events_after),
-        "panels": panels.panels_for(incident, request.user),
+        "panels": panels.panels_for(incident, request.user, live_only=oob),
         "append_only": new_events_after is not None,
         "answers": describe_answers(incident.decision_answers) if incident.decision_answers else None,
         "now": timezone.now(),

@@ -104,6 +104,45 @@ def _row(o: Outgoing, now: datetime) -> Message:
     )
 
 
+def person_outgoing(
+    *,
+    user: User,
+    title: str,
+    body: str,
+    kind: str,
+    incident_id: int | None = None,
+    dedupe_key: str | None = None,
+) -> list[Outgoing]:
+    """Messages to a person by their contact points: email (theirs, else the account's) and their
+    personal webhook. The console inbox is separate (`inbox_deliver`): it needs no worker."""
+    from notify.models import ContactPoints
+
+    points = ContactPoints.objects.filter(user=user).first()
+    email = (points.email if points and points.email else "") or user.email
+    outgoing = []
+    if email:
+        outgoing.append(
+            Outgoing(
+                Address.EMAIL,
+                email,
+                title,
+                body,
+                kind,
+                incident_id,
+                user,
+                dedupe_key and f"{dedupe_key}:email",
+            )
+        )
+    if points and points.webhook_url:
+        outgoing.append(
+            Outgoing(
+                Address.WEBHOOK, points.webhook_url, title, body, kind, incident_id, user,
+                dedupe_key and f"{dedupe_key}:webhook",
+            )
+        )  # fmt: skip
+    return outgoing
+
+
 def inbox_deliver(
     *,
     user: User,

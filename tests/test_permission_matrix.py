@@ -161,6 +161,9 @@ ROWS = [
         data=lambda c: {},
     ),
     Row("oncall:ics", "get", dict.fromkeys(PERSONAS, 404), args=lambda c: ["unknown-token"]),
+    # Composing messages: whoever may act on the incident (its commander included).
+    Row("comms:preview", "post", ACT, data=lambda c: {"kind": "update", "progress": "looking"}),
+    Row("comms:send", "post", ACT, data=lambda c: {"kind": "update", "title": "t", "text": "Still on it"}),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
@@ -272,7 +275,7 @@ def test_matrix(client, ks_files, row: Row, persona: str):
     incident.refresh_from_db()
     if user is not None:
         client.force_login(user)
-    needs_pk = row.name.startswith("incidents:") and row.name not in (
+    needs_pk = row.name.startswith(("incidents:", "comms:")) and row.name not in (
         "incidents:home",
         "incidents:declare",
         "incidents:declare_suggest",
