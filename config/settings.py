@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "notify",
     "oncall",
     "comms",
+    "escalation",
 ]
 
 MIDDLEWARE = [
@@ -315,5 +316,15 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "comms.tasks.remind_overdue_updates",
         "schedule": COMMS_REMINDER_SWEEP_SECONDS,
         "options": {"expires": COMMS_REMINDER_SWEEP_SECONDS * 2},
+    },
+}
+
+# Escalation (escalation/): how often beat looks for due steps (steps due at once also wake it).
+ESCALATION_SWEEP_SECONDS = env.float("ESCALATION_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE |= {
+    "escalation-escalate": {
+        "task": "escalation.tasks.escalate",
+        "schedule": ESCALATION_SWEEP_SECONDS,
+        "options": {"expires": ESCALATION_SWEEP_SECONDS * 2},
     },
 }

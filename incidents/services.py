@@ -25,6 +25,7 @@ from incidents.models import (
     Severity,
     SeverityLevel,
     Status,
+    TimelineEvent,
 )
 
 # Used only when the playbook data has not been loaded (the playbook's own figures).
@@ -458,6 +459,13 @@ def incident_record_event(
     incident = _lock(incident)
     timeline.record(incident, kind=kind, actor=actor, message=message, data=data, old=old, new=new)
     return incident
+
+
+@transaction.atomic(savepoint=False)
+def incidents_record_events(*, entries: dict[Incident, list[dict[str, Any]]]) -> list[TimelineEvent]:
+    """Rows other apps write on several incidents at once (an escalation sweep's chunk): one INSERT
+    and one version bump for all. The caller holds the incidents' locks."""
+    return timeline.record_many_incidents(entries)
 
 
 @transaction.atomic

@@ -112,12 +112,15 @@ def person_outgoing(
     kind: str,
     incident_id: int | None = None,
     dedupe_key: str | None = None,
+    points: Any = None,
 ) -> list[Outgoing]:
     """Messages to a person by their contact points: email (theirs, else the account's) and their
-    personal webhook. The console inbox is separate (`inbox_deliver`): it needs no worker."""
+    personal webhook. The console inbox is separate (`inbox_deliver`): it needs no worker. Pass the
+    person's `points` when already read (a sweep paging many)."""
     from notify.models import ContactPoints
 
-    points = ContactPoints.objects.filter(user=user).first()
+    if points is None:
+        points = ContactPoints.objects.filter(user=user).first()
     email = (points.email if points and points.email else "") or user.email
     outgoing = []
     if email:
