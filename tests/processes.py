@@ -106,3 +106,52 @@ def wait_until(condition: Any, *, timeout: float, what: str, logs: tuple[Path, .
             )
             raise AssertionError(f"{what} within {timeout:g} s\n{text}")
         time.sleep(0.05)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port (never the machine's shared one), which the
+    test may stop and start again on the same port: a broker outage."""
+
+    def __init__(self, directory: Path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        import shutil
+
+        import redis
+
+        server = shutil.which("redis-server")
+        assert server, "redis-server is not installed"
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [server, *args, "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        wait_until(lambda: _pings(client), timeout=10, what="the private redis-server did not answer")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def _pings(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
