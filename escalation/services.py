@@ -169,6 +169,13 @@ class _Chunk:
     inbox: list[InboxItem] = field(default_factory=list)
     done: list[Step] = field(default_factory=list)
     points: dict[int, ContactPoints] = field(default_factory=dict)
+    routes: dict[int, str] = field(default_factory=dict)
+
+    def channel(self, severity: int) -> str:
+        """The severity's routed channel, read once per chunk."""
+        if severity not in self.routes:
+            self.routes[severity] = route_for(severity)[0]
+        return self.routes[severity]
 
     def duty(self, duty: str) -> list[User]:
         """Who holds `duty` now, read once per chunk."""
@@ -243,7 +250,7 @@ def _perform(step: Step, incident: Incident, work: _Chunk) -> None:
         work.done.append(step)
         return
     target = Target(step.target)
-    channel, _ = route_for(incident.severity)
+    channel = work.channel(incident.severity)
     if incident.is_drill:
         people, queue = drill_participants(incident), False
     elif target == Target.ENGINEERING_QUEUE:

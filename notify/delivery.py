@@ -93,13 +93,9 @@ class Prepared:
 
 def prepare(message: Message) -> Prepared:
     try:
-        url = url_for(message)
+        return Prepared(message, url=url_for(message))
     except DeliveryError as exc:
         return Prepared(message, error=str(exc))
-    if not valid_url(url):
-        kind = message.get_address_kind_display().lower()
-        return Prepared(message, error=f"not a valid notification URL for {kind}")
-    return Prepared(message, url=url)
 
 
 def transmit(prepared: Prepared) -> Result:
@@ -108,7 +104,9 @@ def transmit(prepared: Prepared) -> Result:
         return Result(False, prepared.error)
     message = prepared.message
     sender = apprise.Apprise()
-    sender.add(prepared.url)
+    if not sender.add(prepared.url):
+        kind = message.get_address_kind_display().lower()
+        return Result(False, f"not a valid notification URL for {kind}")
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         try:
             ok = bool(sender.notify(title=message.title, body=message.body))

@@ -85,12 +85,14 @@ class Message(models.Model):
     possible_duplicate = models.BooleanField(
         default=False, help_text="A worker died while sending it; it was sent again (at-least-once)."
     )
+    # Lower goes first: a page to a person is not queued behind a storm of channel posts.
+    priority = models.PositiveSmallIntegerField(default=5)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(
-                fields=["next_attempt_at", "id"],
+                fields=["priority", "next_attempt_at", "id"],
                 name="message_due",
                 condition=Q(state__in=["queued", "retrying"]),
             ),

@@ -46,6 +46,11 @@ class Outgoing:
     recipient: User | None = None
     dedupe_key: str | None = None
 
+    @property
+    def priority(self) -> int:
+        """Messages to a person (pages) leave before channel posts."""
+        return 0 if self.recipient is not None else 5
+
 
 def messages_enqueue(outgoing: list[Outgoing], *, now: datetime | None = None) -> list[Message]:
     """Store messages for delivery, in the caller's transaction (it must have one: the message and
@@ -101,6 +106,7 @@ def _row(o: Outgoing, now: datetime) -> Message:
         dedupe_key=o.dedupe_key,
         state=MessageState.QUEUED,
         next_attempt_at=now,
+        priority=o.priority,
     )
 
 
@@ -204,7 +210,7 @@ def _claim(*, now: datetime, limit: int) -> list[Message]:
         ids = list(
             Message.objects.select_for_update(skip_locked=True)
             .filter(state__in=DUE_STATES, next_attempt_at__lte=now)
-            .order_by("next_attempt_at", "id")
+            .order_by("priority", "next_attempt_at", "id")
             .values_list("id", flat=True)[:limit]
         )
         if not ids:
@@ -212,7 +218,7 @@ def _claim(*, now: datetime, limit: int) -> list[Message]:
         Message.objects.filter(pk__in=ids).update(
             state=MessageState.SENDING, claimed_at=now, attempts=F("attempts") + 1
         )
-        return list(Message.objects.filter(pk__in=ids).order_by("next_attempt_at", "id"))
+        return list(Message.objects.filter(pk__in=ids).order_by("priority", "next_attempt_at", "id"))
 
 
 def _record(message: Message, result: delivery.Result, *, now: datetime) -> str:
