@@ -21,6 +21,7 @@ The last line is `targets met` or `targets missed: <which>`; the exit code is 0 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -43,6 +44,10 @@ P99_TARGET_S = 5.0
 LEAD_TIME_S = 12.0  # T is this far ahead of the end of setup: the processes are up by then
 SWEEP_DUE = 100
 SWEEP_SIZES = (1000, 10000)
+
+
+def row(label: str, value: str, target: str) -> str:
+    return f"{label:<42} {value:>12}   {target:<16}"
 
 
 def broker_url() -> str:
@@ -71,10 +76,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
 
@@ -158,10 +161,9 @@ def part_one(database_url: str, workdir: Path) -> tuple[list[str], list[str]]:
             "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-" + "x" * 50),
             "AUDIT_HMAC_KEY": os.environ.get("AUDIT_HMAC_KEY", "bench-audit-key"),
         }
-        procs = [
-            start(["worker", "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle"], env, workdir / "worker.log"),
-            start(["beat", "--loglevel=WARNING", "--schedule", str(workdir / "beat")], env, workdir / "beat.log"),
-        ]  # fmt: skip
+        worker = ["worker", "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle"]
+        beat = ["beat", "--loglevel=WARNING", "--schedule", str(workdir / "beat")]
+        procs = [start(worker, env, workdir / "worker.log"), start(beat, env, workdir / "beat.log")]
         try:
             deadline = due.timestamp() + 120
             while time.time() < deadline:
@@ -185,20 +187,16 @@ def part_one(database_url: str, workdir: Path) -> tuple[list[str], list[str]]:
             if len(latencies) > 1
             else float("nan")
         )
-        rows.append(
-            f"{'pages arrived (of ' + str(INCIDENTS) + ')':<42} {len(pages):>10}   {'= ' + str(INCIDENTS):<14}"
-        )
-        rows.append(f"{'distinct pages (idempotency keys)':<42} {len(keys):>10}   {'= arrived':<14}")
-        rows.append(f"{'incidents paged':<42} {len(refs):>10}   {'= ' + str(INCIDENTS):<14}")
-        rows.append(
-            f"{'first steps done / timeline rows':<42} {f'{done} / {rows_on_timeline}':>10}   {'= ' + str(INCIDENTS):<14}"
-        )
-        rows.append(f"{'due -> received p50':<42} {p50:>9.2f}s   {'(info)':<14}")
-        rows.append(f"{'due -> received p99':<42} {p99:>9.2f}s   {'<= ' + str(P99_TARGET_S) + ' s':<14}")
+        want = f"= {INCIDENTS}"
+        rows.append(row(f"pages arrived (of {INCIDENTS})", str(len(pages)), want))
+        rows.append(row("distinct pages (idempotency keys)", str(len(keys)), "= arrived"))
+        rows.append(row("incidents paged", str(len(refs)), want))
+        rows.append(row("first steps done / timeline rows", f"{done} / {rows_on_timeline}", want))
+        rows.append(row("due -> received p50", f"{p50:.2f} s", "(info)"))
+        rows.append(row("due -> received p99", f"{p99:.2f} s", f"<= {P99_TARGET_S:g} s"))
         if len(pages) != INCIDENTS or len(keys) != len(pages) or len(refs) != INCIDENTS:
-            missed.append(
-                f"{len(pages)} pages arrived, {len(keys)} distinct, {len(refs)} incidents (want {INCIDENTS} each)"
-            )
+            got = f"{len(pages)} pages arrived, {len(keys)} distinct, {len(refs)} incidents"
+            missed.append(f"{got} (want {INCIDENTS} each)")
         if done != INCIDENTS or rows_on_timeline != INCIDENTS:
             missed.append(f"{done} steps done, {rows_on_timeline} timeline rows (want {INCIDENTS})")
         if not p99 <= P99_TARGET_S:
@@ -234,9 +232,8 @@ def part_two() -> tuple[list[str], list[str]]:
             performed = services.escalation_sweep()
         elapsed = (time.perf_counter() - started) * 1000
         counts.append(len(queries))
-        rows.append(
-            f"{f'sweep, {SWEEP_DUE} due among {size} open':<42} {len(queries):>7} q   {f'{performed} steps, {elapsed:.0f} ms':<14}"
-        )
+        label = f"sweep, {SWEEP_DUE} due among {size} open"
+        rows.append(row(label, f"{len(queries)} queries", f"flat ({performed} steps, {elapsed:.0f} ms)"))
     missed = [] if len(set(counts)) == 1 else [f"sweep queries grow with open incidents: {counts}"]
     return rows, missed
 
@@ -252,10 +249,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         rows1, missed1 = part_one(database_url, Path(workdir))
     rows2, missed2 = part_two()
-    print(f"{'measure':<42} {'value':>10}   {'target':<14}")
-    print("-" * 70)
-    for row in rows1 + rows2:
-        print(row)
+    print(row("measure", "value", "target"))
+    print("-" * 76)
+    for line in rows1 + rows2:
+        print(line)
     missed = missed1 + missed2
     print("targets met" if not missed else "targets missed: " + "; ".join(missed))
 
