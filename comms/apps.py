@@ -25,9 +25,12 @@ class CommsConfig(AppConfig):
         from comms import panels, playbook, services
         from incidents import timeline
         from incidents.playbook import register_section
+        from notify import services as notify_services
 
         register_section("communication", playbook.load)
         timeline.listen("comms", services.on_timeline)
         timeline.register_kind(services.KIND_SENT, "Message sent")
         timeline.register_kind(services.KIND_REMINDER, "Update reminder")
+        timeline.register_kind(services.KIND_DELIVERY, "Delivery")
+        notify_services.on_outcomes(services.deliveries_record)
         panels.register()

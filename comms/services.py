@@ -22,6 +22,7 @@ from oncall import selectors as oncall
 from oncall.models import Duty
 
 KIND_SENT = "message_sent"  # timeline: a message left for a channel
+KIND_DELIVERY = "delivery"  # timeline: a message about the incident was delivered, or failed
 KIND_REMINDER = "update_reminder"  # timeline: the commander was reminded of an overdue update
 DEFAULT_CHANNELS = {1: "incidents", 2: "incidents", 3: "engineering", 4: "engineering"}
 MAX_TEXT = 4000
@@ -250,3 +251,40 @@ def on_timeline(rows: list[TimelineEvent]) -> None:
             and row.new_value != Status.CLOSED
         ) or row.kind == "severity_changed":
             clock_restart(row.incident)
+
+
+DELIVERY_WORDS = {"sent": "delivered", "retrying": "failed, will retry", "failed": "failed, given up"}
+
+
+def deliveries_record(outcomes: list[tuple[Message, str]]) -> None:
+    """Each message about an incident reached its destination, or failed: one timeline row each (the
+    incident page shows it live), written for the whole batch at once. Incidents that are gone are
+    skipped."""
+    about = [(m, state) for m, state in outcomes if m.incident_id]
+    if not about:
+        return
+    with transaction.atomic():
+        incidents = {
+            i.pk: i
+            for i in Incident.objects.select_for_update(of=("self",))
+            .filter(pk__in={m.incident_id for m, _ in about})
+            .order_by("pk")
+        }
+        entries: dict[Incident, list[dict[str, object]]] = {}
+        for message, state in about:
+            incident = incidents.get(message.incident_id or 0)
+            if incident is None:
+                continue
+            where = f"#{message.address}" if message.address_kind == Address.CHANNEL else message.address_kind
+            who = (
+                f" to {message.recipient.get_username()}"
+                if message.recipient_id and message.recipient
+                else ""
+            )
+            text = f"{message.kind.capitalize()}{who} by {where}: {DELIVERY_WORDS.get(state, state)}"
+            if state != "sent" and message.last_error:
+                text += f" ({message.last_error[:200]})"
+            entries.setdefault(incident, []).append(
+                {"kind": KIND_DELIVERY, "message": text, "new": state, "data": {"message": message.pk}}
+            )
+        incident_services.incidents_record_events(entries=entries)

@@ -12,6 +12,7 @@ result is recorded only by the claim that sent it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,25 @@ log = logging.getLogger(__name__)
 
 MAX_TITLE = 300
 wake_deliverer = Waker("notify.tasks.deliver_messages")
+
+# Called with each batch's (message, state) outcomes once recorded: sent, retrying (first failure
+# only) and failed. Apps above notify register here (comms writes them on the incident's timeline).
+_outcome_listeners: list[Callable[[list[tuple[Message, str]]], None]] = []
+
+
+def on_outcomes(listener: Callable[[list[tuple[Message, str]]], None]) -> None:
+    _outcome_listeners.append(listener)
+
+
+def _announce(outcomes: list[tuple[Message, str]]) -> None:
+    reported = [(m, state) for m, state in outcomes if state != MessageState.RETRYING or m.attempts == 1]
+    if not reported:
+        return
+    for listener in _outcome_listeners:
+        try:
+            listener(reported)
+        except Exception:  # a report that fails must never undo a delivery
+            log.exception("An outcome listener failed")
 
 
 @dataclass(frozen=True)
@@ -218,7 +238,11 @@ def _claim(*, now: datetime, limit: int) -> list[Message]:
         Message.objects.filter(pk__in=ids).update(
             state=MessageState.SENDING, claimed_at=now, attempts=F("attempts") + 1
         )
-        return list(Message.objects.filter(pk__in=ids).order_by("priority", "next_attempt_at", "id"))
+        return list(
+            Message.objects.filter(pk__in=ids)
+            .select_related("recipient")
+            .order_by("priority", "next_attempt_at", "id")
+        )
 
 
 def _record(message: Message, result: delivery.Result, *, now: datetime) -> str:
@@ -257,8 +281,13 @@ def messages_deliver_due(
             prepared = [delivery.prepare(message) for message in claimed]
             results = list(pool.map(delivery.transmit, prepared))
             finished = now or timezone.now()
+            outcomes = []
             for message, result in zip(claimed, results, strict=True):
-                sent += _record(message, result, now=finished) == MessageState.SENT
+                state = _record(message, result, now=finished)
+                message.last_error = result.error[:500]
+                outcomes.append((message, state))
+                sent += state == MessageState.SENT
+            _announce(outcomes)
             if now is not None or (timezone.now() - started).total_seconds() > budget_seconds:
                 return sent
 

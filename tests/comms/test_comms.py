@@ -234,3 +234,25 @@ def test_admin_refuses_a_template_that_does_not_parse(client):
         {"kind": "update", "title": "x", "text": "{% if %}"},
     )
     assert response.status_code == 200 and "template does not parse" in response.content.decode()
+
+
+def test_each_delivery_about_an_incident_is_on_its_timeline(receiver, responder, settings):
+    incident = declare(responder, severity=Severity.SEV1, title="Exchange API down")
+    before = incident.version
+    notify.messages_deliver_due()
+    incident.refresh_from_db()
+    assert incident.version > before  # the live page sees it
+    [row] = incident.events.filter(kind="delivery")
+    assert row.message == "Notice by #incidents: delivered"
+    receiver.mode = "fail"
+    services.message_send(incident=incident, actor=responder, kind="update", title="u", text="Still on it")
+    notify.messages_deliver_due()
+    failed = incident.events.filter(kind="delivery").order_by("-id").first()
+    assert (
+        failed.message.startswith("Update by #incidents: failed, will retry (")
+        and failed.new_value == "retrying"
+    )
+    # Later retries are not reported again until they end.
+    Message.objects.filter(incident_id=incident.pk, kind="update").update(next_attempt_at=timezone.now())
+    notify.messages_deliver_due()
+    assert incident.events.filter(kind="delivery").count() == 2
