@@ -110,13 +110,9 @@ def test_a_commander_previews_edits_and_sends_the_initial_alert(client, receiver
     assert response.status_code == 200 and response["HX-Trigger"] == '{"incident-changed": {}}'
     assert "Message queued for delivery." in response.content.decode()
     assert delivered(receiver, 2)["incidents"][-1] == text
-    event = incident.events.order_by("-id").first()
-    assert (event.kind, event.message, event.new_value, event.actor) == (
-        "message_sent",
-        text,
-        "incidents",
-        lead,
-    )
+    event = incident.events.filter(kind="message_sent").get()
+    assert (event.message, event.new_value, event.actor) == (text, "incidents", lead)
+    assert incident.events.filter(kind="delivery", message="Initial by #incidents: delivered").exists()
     clock = UpdateClock.objects.get(incident=incident)
     assert timedelta(minutes=29) < clock.due_at - timezone.now() <= timedelta(minutes=30)  # SEV-1 cadence
 
