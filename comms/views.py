@@ -56,9 +56,9 @@ def send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         error = "; ".join(str(e) for errors in form.errors.values() for e in errors)
     if request.htmx:
         if error:
-            context = {"incident": incident, "form": forms.ComposeForm(), "send": form, "error": error}
+            context = _context(incident, forms.ComposeForm(), send=form, error=error)
             return render(request, "comms/compose.html#compose", context, status=422)
-        context = {"incident": incident, "form": forms.ComposeForm(), "sent": True}
+        context = _context(incident, forms.ComposeForm(), sent=True)
         return trigger_client_event(
             render(request, "comms/compose.html#compose", context), "incident-changed"
         )

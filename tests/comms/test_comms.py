@@ -108,7 +108,9 @@ def test_a_commander_previews_edits_and_sends_the_initial_alert(client, receiver
         **HX,
     )
     assert response.status_code == 200 and response["HX-Trigger"] == '{"incident-changed": {}}'
-    assert "Message queued for delivery." in response.content.decode()
+    fresh = response.content.decode()
+    assert "Message queued for delivery." in fresh
+    assert '<option value="initial">Initial alert</option>' in fresh  # a fresh form, ready for the next
     assert delivered(receiver, 2)["incidents"][-1] == text
     event = incident.events.filter(kind="message_sent").get()
     assert (event.message, event.new_value, event.actor) == (text, "incidents", lead)
