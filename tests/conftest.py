@@ -44,6 +44,16 @@ def _playbook(db: None) -> None:
     call_command("load_playbook", verbosity=0)
 
 
+@pytest.fixture(autouse=True)
+def _audit_anchor(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    """Each test's audit anchor in its own directory: the database rolls back, a file would not."""
+    from killswitch import anchor
+
+    settings.AUDIT_ANCHOR_FILE = str(tmp_path / "audit-anchor")
+    yield tmp_path / "audit-anchor"
+    anchor.flush()
+
+
 @pytest.fixture
 def viewer() -> Any:
     return make_user(username="viewer", role="viewer")
