@@ -41,7 +41,7 @@ class _Writer:
         self._queue: queue.Queue[tuple[Path, str] | threading.Event] = queue.Queue()
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending: list[tuple[Path, str]] = []  # lines whose write failed, retried first
+        self._pending: list[tuple[Path, str]] = []  # lines not written yet, oldest first
         self.failures = 0
 
     def _ensure_thread(self) -> None:
@@ -72,18 +72,26 @@ class _Writer:
             self._write_pending()
 
     def _write_pending(self) -> None:
-        while self._pending:
-            path, line = self._pending[0]
-            try:
-                _append(path, line)
-            except OSError as exc:
-                self.failures += 1
-                log.error(
-                    "Audit anchor %s could not be written (%s); retried with the next record", path, exc
-                )
-                del self._pending[:-10_000]  # never grow without bound: the newest lines matter most
-                return
-            self._pending.pop(0)
+        """Write every pending line, oldest first; a path that fails keeps its lines for the next try
+        (lines for a path no longer configured are dropped)."""
+        current = self._pending[-1][0]
+        kept: list[tuple[Path, str]] = []
+        failed = False
+        for path, line in self._pending:
+            if path != current:
+                continue
+            if not failed:
+                try:
+                    _append(path, line)
+                    continue
+                except OSError as exc:
+                    failed = True
+                    self.failures += 1
+                    log.error(
+                        "Audit anchor %s could not be written (%s); retried with the next record", path, exc
+                    )
+            kept.append((path, line))
+        self._pending = kept[-10_000:]  # never grow without bound: the newest lines matter most
 
 
 def _append(path: Path, line: str) -> None:
@@ -120,8 +128,10 @@ atexit.register(flush, 5.0)
 @dataclass(frozen=True)
 class Anchors:
     path: Path | None
-    records: dict[int, str]  # seq → digest
+    records: dict[int, str]  # seq → the digest first anchored for it
     problem: str = ""  # why the file could not be read, if it could not
+    # Records anchored again with another digest: a chain rebuilt after it was emptied.
+    conflicts: tuple[int, ...] = ()
 
     @property
     def last(self) -> int:
@@ -134,13 +144,16 @@ def read() -> Anchors:
     if path is None:
         return Anchors(None, {})
     records: dict[int, str] = {}
+    conflicts: set[int] = set()
     try:
         with open(path, encoding="ascii", errors="replace") as handle:
             for line in handle:
                 if match := LINE.match(line):
-                    records[int(match[1])] = match[2]
+                    seq, digest = int(match[1]), match[2]
+                    if records.setdefault(seq, digest) != digest:
+                        conflicts.add(seq)
     except FileNotFoundError:
         return Anchors(path, {})
     except OSError as exc:
         return Anchors(path, {}, problem=f"{exc.__class__.__name__}: {exc.strerror or exc}")
-    return Anchors(path, records)
+    return Anchors(path, records, conflicts=tuple(sorted(conflicts)))

@@ -461,3 +461,27 @@ def test_the_incident_and_status_name_the_real_reason_of_an_unevaluable_file(
 def test_the_summary_of_a_readable_state_is_its_reason_and_message() -> None:
     halted = parse_state_file("state=active\nreason=risk_limit\nmessage=Exposure (operator: x)\n")
     assert halted.summary == "risk_limit Exposure (operator: x)"
+
+
+@pytest.mark.django_db
+def test_a_reconcile_that_stops_running_is_shown_overdue_while_other_jobs_run(
+    ks_files: Any, settings: Any
+) -> None:
+    """A run that dies without a word (a killed worker, a hard time limit) writes nothing: its
+    heartbeat ages while the others stay fresh, and liveness names it within about one interval."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from console.services import heartbeat
+
+    settings.KILLSWITCH_RECONCILE_SECONDS = 10.0
+    start = timezone.now()
+    heartbeat("kill switch production", at=start)
+    heartbeat("health", at=start + timedelta(seconds=25))
+    assert not liveness(now=start + timedelta(seconds=15)).failing
+    late = liveness(now=start + timedelta(seconds=25))
+    assert late.state == "failing"
+    assert {job.name: job.error for job in late.failing} == {
+        "kill switch production": "overdue: no run for 25 s"
+    }
