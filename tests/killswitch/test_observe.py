@@ -67,6 +67,7 @@ def assert_recorded(state: State, before: int, baseline_fingerprint: str) -> Non
     assert record.action == Action.EXTERNAL_CHANGE
     assert record.state_after == json.loads(json.dumps(state.as_dict()))
     if state.condition != Condition.TRADING:
+        assert record.incident_id is not None
         incident = Incident.objects.get(pk=record.incident_id)
         assert incident.severity == Severity.SEV1 and incident.is_open and not incident.is_drill
 
@@ -91,7 +92,14 @@ LINES = st.lists(
     ).map(lambda kv: kv[0] + b"=" + kv[1]),
     max_size=8,
 )
-FILES = st.one_of(st.binary(max_size=2000), LINES.map(lambda lines: b"\n".join(lines)))
+FILES = st.one_of(
+    st.binary(max_size=2000),
+    LINES.map(lambda lines: b"\n".join(lines)),
+    # A state CDB would act on, with anything in the other fields.
+    st.tuples(st.sampled_from([b"active", b"inactive"]), LINES).map(
+        lambda s: b"\n".join([b"state=" + s[0], *(line for line in s[1] if not line.startswith(b"state"))])
+    ),
+)
 
 
 @pytest.mark.django_db
@@ -451,7 +459,8 @@ def test_the_incident_and_status_name_the_real_reason_of_an_unevaluable_file(
     services.killswitch_reconcile(target="production")
     incident = Incident.objects.get()
     assert reason in incident.title
-    assert reason in incident.events.order_by("-id").first().message
+    latest = incident.events.order_by("-id").first()
+    assert latest is not None and reason in latest.message
     call_command("killswitch", "status")
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("production"))
     assert "unevaluable" in line and reason in line

@@ -62,7 +62,8 @@ def test_the_alert_first_then_reconcile_joins_its_incident(ks_files: Any) -> Non
     prometheus_alert()
     services.killswitch_reconcile(target="production")
     incident = assert_one_incident()
-    assert "outside the console" in incident.events.order_by("-id").first().message
+    latest = incident.events.order_by("-id").first()
+    assert latest is not None and "outside the console" in latest.message
 
 
 @pytest.mark.django_db
@@ -86,7 +87,8 @@ def test_reconcile_and_the_alert_at_once_open_one_incident(ks_files: Any, attemp
 
     def notice(i: int) -> object:
         if i % 2:
-            return prometheus_alert()
+            prometheus_alert()
+            return None
         return services.killswitch_reconcile(target="production")
 
     results = race(notice, threads=2)

@@ -199,6 +199,7 @@ def test_a_hand_written_circuit_breaker_halt_opens_a_sev1_incident_within_11_sec
         "CELERY_BROKER_URL": broker,
         "KILLSWITCH_TARGETS": f"production=file:{prod};drill=file:{drill}",
         "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,  # so that audit.verify() here checks their records
+        "AUDIT_ANCHOR_FILE": settings.AUDIT_ANCHOR_FILE,  # and their anchor, not the laptop's
         "LOG_LEVEL": "INFO",
     }
     assert db["ENGINE"] == "django.db.backends.postgresql", "worker and test share PostgreSQL"
