@@ -211,11 +211,21 @@ KILLSWITCH_TARGETS = env.str(
     default=f"production=file:{_default_state_file};drill=file:var/cdb/drill/.cdb_kill_switch.state",
 )
 KILLSWITCH_HTTP_TIMEOUT = env.float("KILLSWITCH_HTTP_TIMEOUT", default=3.0)
+# A state file read that takes longer (a FIFO, a stale network mount) is unevaluable.
+KILLSWITCH_FILE_TIMEOUT = env.float("KILLSWITCH_FILE_TIMEOUT", default=2.0)
+# The banner reads every target live; each process reuses a read for this long.
+KILLSWITCH_BANNER_CACHE_SECONDS = env.float("KILLSWITCH_BANNER_CACHE_SECONDS", default=1.0)
 KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
 KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
 KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)
 # Keys the audit chain's HMAC. Keep it outside the database (and stable: changing it breaks verification).
 AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default=f"audit:{SECRET_KEY}")
+# The audit anchor: every committed audit record's seq and digest, appended to a file outside the
+# database, so that verify-audit notices a TRUNCATE, a flush or a rewritten chain end. Put it on
+# another volume than the database (by default next to the production state file); empty turns it off.
+AUDIT_ANCHOR_FILE = env.str(
+    "AUDIT_ANCHOR_FILE", default=str(Path(_default_state_file).parent / ".console-audit-anchor")
+)
 CELERY_BEAT_SCHEDULE |= {
     "killswitch-reconcile": {
         "task": "killswitch.tasks.reconcile_targets",

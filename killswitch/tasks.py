@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from killswitch import services
 
+# A backstop: every read is bounded by its own timeout, so a run this long is stuck somewhere else.
+# The soft limit raises inside the run, which then marks its heartbeat failing.
+_LIMIT = max(30.0, 3 * settings.KILLSWITCH_RECONCILE_SECONDS)
 
-@shared_task(acks_late=True)
+
+@shared_task(acks_late=True, soft_time_limit=_LIMIT, time_limit=_LIMIT + 10)
 def reconcile_targets() -> dict[str, str]:
     """At-least-once and idempotent: reads every target; only a real change is recorded."""
     return services.killswitch_reconcile_all()

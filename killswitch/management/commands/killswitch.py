@@ -60,10 +60,11 @@ class Command(BaseCommand):
         return Incident.objects.get(pk=pk) if pk else None
 
     def _status(self, options: dict[str, Any]) -> None:
+        """Each target read now; for an unevaluable one the reason it cannot be judged, not the
+        file's (possibly last good) message."""
         for target in all_targets().values():
             state = target.backend().read()
-            what = f"{state.reason or ''} {state.message or state.detail}"
-            self.stdout.write(f"{target.name:<12} {state.condition:<12} {what}".rstrip())
+            self.stdout.write(f"{target.name:<12} {state.condition:<12} {state.summary}".rstrip())
 
     def _activate(self, options: dict[str, Any]) -> None:
         outcome = services.killswitch_activate(
@@ -98,11 +99,16 @@ class Command(BaseCommand):
         self.stdout.write(outcome.message)
 
     def _verify_audit(self, options: dict[str, Any]) -> None:
-        checked, findings = audit.verify()
-        if findings:
-            for finding in findings:
-                self.stderr.write(str(finding))
-            raise CommandError(
-                f"Audit chain broken at record #{findings[0].seq} ({checked} records checked)."
+        report = audit.verify_report()
+        if not report.anchor:
+            self.stderr.write(
+                "No audit anchor configured (AUDIT_ANCHOR_FILE): an emptied table cannot be told."
             )
-        self.stdout.write(f"Audit chain intact: {checked} records.")
+        if report.findings:
+            for finding in report.findings:
+                self.stderr.write(str(finding))
+            first = report.findings[0]
+            where = f"at record #{first.seq}" if first.seq else "(anchor)"
+            raise CommandError(f"Audit chain broken {where} ({report.checked} records checked).")
+        anchored = f", anchored up to #{report.anchored} in {report.anchor}" if report.anchor else ""
+        self.stdout.write(f"Audit chain intact: {report.checked} records{anchored}.")
