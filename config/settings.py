@@ -19,7 +19,11 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production-0123456789abcdef")
+# Secrets. With DEBUG on, development keys stand in; with DEBUG off nothing does: an unset (or empty)
+# SECRET_KEY or AUDIT_HMAC_KEY stays empty, `manage.py check` fails (console.E001/E002) and the web
+# and Celery processes refuse to start (console.checks.require_secrets).
+_DEV_SECRET_KEY = "django-insecure-development-only-set-SECRET_KEY-when-DEBUG-is-off"
+SECRET_KEY = env.str("SECRET_KEY", default="") or (_DEV_SECRET_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -215,7 +219,8 @@ KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
 KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
 KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)
 # Keys the audit chain's HMAC. Keep it outside the database (and stable: changing it breaks verification).
-AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default=f"audit:{SECRET_KEY}")
+# Derived from SECRET_KEY only with DEBUG on; production sets it explicitly (see Secrets above).
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="") or (f"audit:{SECRET_KEY}" if DEBUG else "")
 CELERY_BEAT_SCHEDULE |= {
     "killswitch-reconcile": {
         "task": "killswitch.tasks.reconcile_targets",
