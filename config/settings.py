@@ -22,7 +22,7 @@ DEBUG = env.bool("DEBUG", default=False)
 # Secrets. With DEBUG on, development keys stand in; with DEBUG off nothing does: an unset (or empty)
 # SECRET_KEY or AUDIT_HMAC_KEY stays empty, `manage.py check` fails (console.E001/E002) and the web
 # and Celery processes refuse to start (console.checks.require_secrets).
-_DEV_SECRET_KEY = "django-insecure-development-only-set-SECRET_KEY-when-DEBUG-is-off"
+_DEV_SECRET_KEY = "django-insecure-development-only-set-SECRET_KEY-when-DEBUG-is-off"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default="") or (_DEV_SECRET_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -36,6 +36,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "console",
     "incidents",
     "killswitch",
@@ -51,10 +54,13 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "killswitch.middleware.audit_actor",
+    # Last: turns a login locked out by django-axes into the login page's lockout message.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -96,6 +102,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses any password check (login, approval, CLI) for a locked-out account or address.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -110,6 +118,25 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "incidents:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Logins (django-axes). Every password check counts: the console's login page (which Django admin
+# uses too), the code step, re-authentication at approval and the CLI. LOGIN_FAILURE_LIMIT failures
+# within LOGIN_LOCKOUT_MINUTES lock the account (from any address) and, separately, the address (for
+# any account) for LOGIN_LOCKOUT_MINUTES. A superuser lifts one early: manage.py axes_reset_username.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "console.views.lockout"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure kept (admin: Axes > Access failures)
+AXES_SENSITIVE_PARAMETERS: list[str] = []  # log the account and the address; passwords never
+# A success does not wipe the failures: an attacker's own good login must not reset an address's count.
+AXES_RESET_ON_SUCCESS = False
+# Second factor (django-otp, TOTP). Optional per person; mandatory for every holder of the
+# approve-resume permission when OTP_REQUIRED_FOR_APPROVERS is on.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CDB Incident Console")
+OTP_REQUIRED_FOR_APPROVERS = env.bool("OTP_REQUIRED_FOR_APPROVERS", default=False)
 
 # Sessions live in the database (revocable server-side); the session row also carries the user id
 # so the live page's poll can authenticate, authorise and compare versions in one query.
