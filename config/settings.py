@@ -245,6 +245,7 @@ KILLSWITCH_HTTP_TIMEOUT = env.float("KILLSWITCH_HTTP_TIMEOUT", default=3.0)
 KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
 KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
 KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)
+KILLSWITCH_POWERS_RECONCILE_SECONDS = env.float("KILLSWITCH_POWERS_RECONCILE_SECONDS", default=60.0)
 # Keys the audit chain's HMAC. Keep it outside the database (and stable: changing it breaks verification).
 # Derived from SECRET_KEY only with DEBUG on; production sets it explicitly (see Secrets above).
 AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="") or (f"audit:{SECRET_KEY}" if DEBUG else "")
@@ -253,6 +254,12 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "killswitch.tasks.reconcile_targets",
         "schedule": KILLSWITCH_RECONCILE_SECONDS,
         "options": {"expires": KILLSWITCH_RECONCILE_SECONDS},
+    },
+    # Who holds which kill-switch power, compared with the audited state: finds raw SQL and .update().
+    "killswitch-reconcile-powers": {
+        "task": "killswitch.tasks.reconcile_powers",
+        "schedule": KILLSWITCH_POWERS_RECONCILE_SECONDS,
+        "options": {"expires": KILLSWITCH_POWERS_RECONCILE_SECONDS},
     },
     "killswitch-expire-resume-requests": {
         "task": "killswitch.tasks.expire_resume_requests",

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from killswitch import services
+from console.services import heartbeat
+from killswitch import permissions_audit, services
 
 
 @shared_task(acks_late=True)
@@ -15,3 +16,16 @@ def reconcile_targets() -> dict[str, str]:
 def expire_resume_requests() -> int:
     """At-least-once and idempotent: the database says what is due."""
     return services.resume_requests_expire()
+
+
+@shared_task(acks_late=True)
+def reconcile_powers() -> int:
+    """At-least-once and idempotent: records kill-switch powers changed where no hook saw it (raw SQL,
+    queryset.update). A heartbeat (`kill-switch powers`) shows a failing run in the top bar."""
+    try:
+        changed = permissions_audit.powers_reconcile()
+    except Exception as exc:
+        heartbeat("kill-switch powers", error=f"{exc.__class__.__name__}: {exc}")
+        raise
+    heartbeat("kill-switch powers")
+    return changed
