@@ -34,11 +34,8 @@ def missing_secrets() -> dict[str, str]:
     """{check id: message} for each secret that is empty. Settings leave them empty only with DEBUG off."""
     settings.DEBUG  # noqa: B018  (loads the settings)
     # The raw values: django.conf raises on reading an empty SECRET_KEY, which is what is checked here.
-    return {
-        check_id: message
-        for check_id, (name, message) in MISSING.items()
-        if not getattr(settings._wrapped, name, "")
-    }
+    raw = settings._wrapped  # type: ignore[misc]
+    return {check_id: message for check_id, (name, message) in MISSING.items() if not getattr(raw, name, "")}
 
 
 @register(Tags.security)

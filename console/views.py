@@ -102,7 +102,7 @@ def lockout(request: HttpRequest, original_response: HttpResponse | None, creden
         "locked_out": True,
         "lockout_minutes": settings.LOGIN_LOCKOUT_MINUTES,
     }
-    return render(request, "registration/login.html", context, status=settings.AXES_HTTP_RESPONSE_CODE)
+    return render(request, "registration/login.html", context, status=429)
 
 
 @login_not_required

@@ -43,7 +43,7 @@ def approve(client: Client, request: Any, **data: str) -> Any:
     response = client.post(reverse("killswitch:approve", args=[request.pk]), data)
     assert response.status_code == 302
     request.refresh_from_db()
-    return client.get(response.url)
+    return client.get(response["Location"])
 
 
 def test_a_login_in_another_browser_does_not_count(pending, approver, ks_files):
