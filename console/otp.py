@@ -7,8 +7,6 @@ from typing import Any
 
 import segno
 from django.conf import settings
-from django.http import HttpRequest
-from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
@@ -29,11 +27,6 @@ def verify(device: TOTPDevice, code: str) -> bool:
     """Check a 6-digit code. django-otp refuses a code used before and backs off after failures."""
     code = (code or "").strip().replace(" ", "")
     return code.isdigit() and bool(device.verify_token(code))
-
-
-def login(request: HttpRequest, device: TOTPDevice) -> None:
-    """Mark this session as verified by `device` (user.is_verified() then holds)."""
-    otp_login(request, device)
 
 
 def required_for(user: Any) -> bool:

@@ -21,11 +21,13 @@ from django.http import HttpRequest
 from console import otp
 
 SESSION_KEY = "console_reauth_at"
+CODE_KEY = "console_reauth_code"
 
 
-def mark(request: HttpRequest) -> None:
-    """The password (and the code, for a person with a device) was just entered in this session."""
+def mark(request: HttpRequest, *, code: bool) -> None:
+    """The password (and the TOTP code, if `code`) was just entered in this session."""
     request.session[SESSION_KEY] = time.time()
+    request.session[CODE_KEY] = code
 
 
 def is_fresh(request: HttpRequest) -> bool:
@@ -34,8 +36,7 @@ def is_fresh(request: HttpRequest) -> bool:
     at = request.session.get(SESSION_KEY)
     if not isinstance(at, int | float) or not 0 <= time.time() - at <= settings.KILLSWITCH_REAUTH_SECONDS:
         return False
-    user: Any = request.user
-    return otp.device_for(user) is None or bool(getattr(user, "is_verified", lambda: False)())
+    return bool(request.session.get(CODE_KEY)) or otp.device_for(request.user) is None
 
 
 def window_minutes() -> int:
@@ -67,15 +68,13 @@ def check_password(request: HttpRequest, *, password: str, code: str = "", what:
     if authed is None or authed.pk != user.pk:
         return Verdict(False, f"That password is not right; {what}.")
     device = otp.device_for(user)
-    if device is not None:
-        if not otp.verify(device, code):
-            # A wrong code is a failed attempt too: it counts toward the account's lockout.
-            user_login_failed.send(
-                sender=__name__, credentials={"username": user.get_username()}, request=request
-            )
-            if getattr(request, "axes_locked_out", False):
-                return Verdict(False, lockout_text())
-            return Verdict(False, f"That code is not right (or was already used); {what}.")
-        otp.login(request, device)
-    mark(request)
+    if device is not None and not otp.verify(device, code):
+        # A wrong code is a failed attempt too: it counts toward the account's lockout.
+        user_login_failed.send(
+            sender=__name__, credentials={"username": user.get_username()}, request=request
+        )
+        if getattr(request, "axes_locked_out", False):
+            return Verdict(False, lockout_text())
+        return Verdict(False, f"That code is not right (or was already used); {what}.")
+    mark(request, code=device is not None)
     return Verdict(True)

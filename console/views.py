@@ -47,7 +47,7 @@ class ConsoleLoginView(LoginView):
         user = form.get_user()
         if otp.device_for(user) is None:
             response = super().form_valid(form)
-            reauth.mark(self.request)
+            reauth.mark(self.request, code=False)
             return response
         # The password was right; the person is not logged in until the code is too.
         self.request.session[PENDING_KEY] = {
@@ -79,8 +79,7 @@ def login_code(request: HttpRequest) -> HttpResponse:
         if otp.verify(device, form.cleaned_data["code"]):
             request.session.pop(PENDING_KEY, None)
             auth_login(request, user, backend=pending["backend"])
-            otp.login(request, device)
-            reauth.mark(request)
+            reauth.mark(request, code=True)
             return redirect(pending["next"])
         # A wrong code counts toward the lockout of the account and the address, like a password.
         credentials = {"username": user.get_username()}
@@ -137,7 +136,7 @@ def second_factor(request: HttpRequest) -> HttpResponse:
         else:
             pending.confirmed = True
             pending.save(update_fields=["confirmed"])
-            otp.login(request, pending)
+            reauth.mark(request, code=True)
             messages.success(request, "Second factor enrolled: logging in and approving now ask for a code.")
             return redirect(request.GET.get("next") or "console:second_factor")
     if form.errors:
