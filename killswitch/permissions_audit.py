@@ -1,7 +1,7 @@
 """Audit every grant or revoke of a kill-switch power, wherever it is made (admin, shell, code, a
 management command): group and direct permissions and memberships (both directions of every
 relation), the superuser and active flags, deleting a group or a user, and a password change or reset
-of a user who holds an acting power (halt, request, approve).
+(or a second factor enrolled or removed) of a user who holds an acting power (halt, request, approve).
 
 auth's models are not ours, so signals are the one hook that sees every path. Each record is written
 in the same transaction as the change (inside the caller's transaction, as a savepoint), so a failed
@@ -28,6 +28,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from killswitch import audit
 from killswitch.middleware import current_actor, current_ip
@@ -344,6 +345,31 @@ def _write_credentials(name: str, powers: set[str]) -> None:
         )
 
 
+def on_device_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A TOTP device of a power holder confirmed or deleted (by its owner, or by a superuser in admin):
+    the approval's second factor changed, so it is recorded like a password change."""
+    if kwargs.get("raw") or not instance.confirmed:
+        return
+    powers = held([instance.user_id]).get(instance.user_id, set()) & ACTING
+    if not powers:
+        return
+    if "created" not in kwargs:
+        what = "removed"
+    elif kwargs["created"] or "confirmed" in (kwargs.get("update_fields") or ()):
+        what = "enrolled"
+    else:
+        return  # a code used or refused moves the device's counters: not a change of credentials
+    name = User.objects.filter(pk=instance.user_id).values_list("username", flat=True).first()
+    actor = current_actor.get()
+    with _in_transaction():
+        audit.record(
+            action=Action.CREDENTIALS_CHANGED,
+            actor=actor if getattr(actor, "is_authenticated", False) else None,
+            reason=f"user {name} second factor {what} (holds {', '.join(sorted(powers))})",
+            ip=current_ip.get(),
+        )
+
+
 def on_user_post_save(sender: Any, instance: User, created: bool, raw: bool, **_: Any) -> None:
     if created and not raw:
         with _in_transaction():
@@ -400,3 +426,5 @@ def connect() -> None:
     post_delete.connect(on_user_post_delete, sender=User, dispatch_uid="ks-user-deleted-after")
     pre_delete.connect(on_group_pre_delete, sender=Group, dispatch_uid="ks-group-deleted")
     post_delete.connect(on_group_post_delete, sender=Group, dispatch_uid="ks-group-deleted-after")
+    post_save.connect(on_device_changed, sender=TOTPDevice, dispatch_uid="ks-totp-saved")
+    post_delete.connect(on_device_changed, sender=TOTPDevice, dispatch_uid="ks-totp-deleted")

@@ -341,3 +341,19 @@ class TestReconcile:
         reconcile_powers()
         beat = Heartbeat.objects.get(name="kill-switch powers")
         assert beat.last_seen is not None and beat.last_error == ""
+
+
+def test_a_power_holders_second_factor_enrolled_or_removed_is_recorded(lead, viewer):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    n = head()
+    device = TOTPDevice.objects.create(user=lead, name="phone", confirmed=False)
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    device.throttle_increment()  # a wrong code: counters, not credentials
+    device.delete()
+    TOTPDevice.objects.create(user=viewer, name="phone", confirmed=True)  # no acting power
+    records = new_records(n)
+    assert [a for a, _ in records] == [Action.CREDENTIALS_CHANGED, Action.CREDENTIALS_CHANGED]
+    assert records[0][1].startswith("user lead second factor enrolled (holds killswitch.activate_killswitch")
+    assert records[1][1].startswith("user lead second factor removed (holds ")
