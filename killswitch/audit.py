@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -31,6 +32,8 @@ GENESIS = "0" * 64
 
 
 def _key() -> bytes:
+    if not settings.AUDIT_HMAC_KEY:  # empty only with DEBUG off and the variable unset: never sign with it
+        raise ImproperlyConfigured("AUDIT_HMAC_KEY is not set; audit records cannot be signed.")
     return settings.AUDIT_HMAC_KEY.encode()
 
 

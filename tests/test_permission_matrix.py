@@ -121,6 +121,14 @@ ROWS = [
     Row("detection:grafana", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
     Row("detection:grafana", "get", dict.fromkeys(PERSONAS, 405), label="get"),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
+    # The login's code step: without a right password first in this session, back to the login page.
+    Row("login_code", "get", dict.fromkeys(PERSONAS, LOGIN)),
+    Row("login_code", "post", dict.fromkeys(PERSONAS, LOGIN), data=lambda c: {"code": "123456"}),
+    # Everyone enrols and removes their own second factor; a form without code or password is a 422.
+    Row("console:second_factor", "get", EVERYONE),
+    Row("console:second_factor", "post", roles(**dict.fromkeys(PERSONAS[1:], 422)), data=lambda c: {}),
+    Row("console:second_factor_remove", "post", EVERYONE, data=lambda c: {}),
+    Row("console:second_factor_remove", "get", POST_ONLY, label="get"),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
 
