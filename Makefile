@@ -10,6 +10,10 @@ HTMX := static/vendor/htmx.min.js
 # Test services: the machine's PostgreSQL and Redis (CI starts them if stopped).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cdb_console
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
+# Throwaway secrets for checks and benchmarks, which run with DEBUG off as production does
+# (pytest brings its own, see [tool.pytest_env] in pyproject.toml).
+TEST_SECRETS := SECRET_KEY=test-only-secret-key-never-used-outside-the-test-suite-0123456789 \
+	AUDIT_HMAC_KEY=test-only-audit-key-never-used-outside-the-test-suite
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,15 +61,15 @@ lint: build
 	$(VENV)/bin/mypy .
 
 test: build services chromium prometheus lint
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) manage.py check
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) manage.py makemigrations --check --dry-run
+	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) manage.py check
+	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_ALLOW_ASYNC_UNSAFE=true \
 		$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: build services
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/console.py
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/killswitch.py
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/ingest.py
+	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/console.py
+	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/killswitch.py
+	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor var staticfiles

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -35,6 +37,10 @@ def setup_django(database_url: str, **env: str) -> None:
     os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
     os.environ["SECURE_SSL_REDIRECT"] = "false"
     os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+    # The bench recreates its database: its audit anchor is its own, never the laptop's.
+    os.environ.setdefault(
+        "AUDIT_ANCHOR_FILE", str(Path(tempfile.mkdtemp(prefix="cdb-bench-")) / "audit-anchor")
+    )
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     import django

@@ -6,3 +6,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
+
+from console.checks import require_secrets  # noqa: E402  (needs the settings loaded above)
+
+require_secrets()

@@ -19,7 +19,11 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production-0123456789abcdef")
+# Secrets. With DEBUG on, development keys stand in; with DEBUG off nothing does: an unset (or empty)
+# SECRET_KEY or AUDIT_HMAC_KEY stays empty, `manage.py check` fails (console.E001/E002) and the web
+# and Celery processes refuse to start (console.checks.require_secrets).
+_DEV_SECRET_KEY = "django-insecure-development-only-set-SECRET_KEY-when-DEBUG-is-off"  # noqa: S105
+SECRET_KEY = env.str("SECRET_KEY", default="") or (_DEV_SECRET_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -32,6 +36,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "console",
     "incidents",
     "killswitch",
@@ -55,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "killswitch.middleware.audit_actor",
+    # Last: turns a login locked out by django-axes into the login page's lockout message.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -98,6 +107,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses any password check (login, approval, CLI) for a locked-out account or address.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -112,6 +123,25 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "incidents:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Logins (django-axes). Every password check counts: the console's login page (which Django admin
+# uses too), the code step, re-authentication at approval and the CLI. LOGIN_FAILURE_LIMIT failures
+# within LOGIN_LOCKOUT_MINUTES lock the account (from any address) and, separately, the address (for
+# any account) for LOGIN_LOCKOUT_MINUTES. A superuser lifts one early: manage.py axes_reset_username.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "console.views.lockout"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure kept (admin: Axes > Access failures)
+AXES_SENSITIVE_PARAMETERS: list[str] = []  # log the account and the address; passwords never
+# A success does not wipe the failures: an attacker's own good login must not reset an address's count.
+AXES_RESET_ON_SUCCESS = False
+# Second factor (django-otp, TOTP). Optional per person; mandatory for every holder of the
+# approve-resume permission when OTP_REQUIRED_FOR_APPROVERS is on.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CDB Incident Console")
+OTP_REQUIRED_FOR_APPROVERS = env.bool("OTP_REQUIRED_FOR_APPROVERS", default=False)
 
 # Sessions live in the database (revocable server-side); the session row also carries the user id
 # so the live page's poll can authenticate, authorise and compare versions in one query.
@@ -221,16 +251,34 @@ KILLSWITCH_TARGETS = env.str(
     default=f"production=file:{_default_state_file};drill=file:var/cdb/drill/.cdb_kill_switch.state",
 )
 KILLSWITCH_HTTP_TIMEOUT = env.float("KILLSWITCH_HTTP_TIMEOUT", default=3.0)
+# A state file read that takes longer (a FIFO, a stale network mount) is unevaluable.
+KILLSWITCH_FILE_TIMEOUT = env.float("KILLSWITCH_FILE_TIMEOUT", default=2.0)
+# The banner reads every target live; each process reuses a read for this long.
+KILLSWITCH_BANNER_CACHE_SECONDS = env.float("KILLSWITCH_BANNER_CACHE_SECONDS", default=1.0)
 KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
 KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
 KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)
+KILLSWITCH_POWERS_RECONCILE_SECONDS = env.float("KILLSWITCH_POWERS_RECONCILE_SECONDS", default=60.0)
 # Keys the audit chain's HMAC. Keep it outside the database (and stable: changing it breaks verification).
-AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default=f"audit:{SECRET_KEY}")
+# Derived from SECRET_KEY only with DEBUG on; production sets it explicitly (see Secrets above).
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="") or (f"audit:{SECRET_KEY}" if DEBUG else "")
+# The audit anchor: every committed audit record's seq and digest, appended to a file outside the
+# database, so that verify-audit notices a TRUNCATE, a flush or a rewritten chain end. Put it on
+# another volume than the database (by default next to the production state file); empty turns it off.
+AUDIT_ANCHOR_FILE = env.str(
+    "AUDIT_ANCHOR_FILE", default=str(Path(_default_state_file).parent / ".console-audit-anchor")
+)
 CELERY_BEAT_SCHEDULE |= {
     "killswitch-reconcile": {
         "task": "killswitch.tasks.reconcile_targets",
         "schedule": KILLSWITCH_RECONCILE_SECONDS,
         "options": {"expires": KILLSWITCH_RECONCILE_SECONDS},
+    },
+    # Who holds which kill-switch power, compared with the audited state: finds raw SQL and .update().
+    "killswitch-reconcile-powers": {
+        "task": "killswitch.tasks.reconcile_powers",
+        "schedule": KILLSWITCH_POWERS_RECONCILE_SECONDS,
+        "options": {"expires": KILLSWITCH_POWERS_RECONCILE_SECONDS},
     },
     "killswitch-expire-resume-requests": {
         "task": "killswitch.tasks.expire_resume_requests",

@@ -4,9 +4,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from console import views as console_views
+
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", console_views.ConsoleLoginView.as_view(), name="login"),
+    path("login/code/", console_views.login_code, name="login_code"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Before admin's own URLs: Django admin signs in through the console's login.
+    path("admin/login/", console_views.admin_login),
     path("admin/", admin.site.urls),
     path("killswitch/", include("killswitch.urls")),
     path("detection/", include("detection.urls")),

@@ -11,6 +11,7 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Console"
 
     def ready(self) -> None:
+        from console import checks  # noqa: F401  (registers the secrets check)
         from console.roles import on_post_migrate
 
         post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="console-sync-roles")

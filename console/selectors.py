@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,24 @@ from console.models import Heartbeat
 # The jobs shown first in the tooltip even before they ever ran; the others appear once they have.
 EXPECTED_JOBS = ("health", "prometheus")
 ROLE_PERMISSION = "incidents.view_incident"  # every role holds it; a login without a role sees nothing
+
+
+# How often periodic jobs run, by name (or name prefix), as apps declare it in AppConfig.ready. A
+# declared job whose last run, good or failed, is older than two intervals is overdue and shown as
+# failing while the others run: a run that died without a word (a killed worker, a time limit).
+_schedules: dict[str, Callable[[], float]] = {}
+
+
+def expect_job(prefix: str, every: Callable[[], float]) -> None:
+    """Declare that the job `prefix` (and every job named `prefix <something>`) runs every `every()` s."""
+    _schedules[prefix] = every
+
+
+def _interval(name: str) -> float | None:
+    for prefix, every in _schedules.items():
+        if name == prefix or name.startswith(prefix + " "):
+            return float(every())
+    return None
 
 
 def age_text(seconds: float) -> str:
@@ -106,15 +125,12 @@ def liveness(*, now: datetime | None = None) -> Liveness:
     for name in names:
         row = rows.get(name)
         last = row.last_seen if row else None
-        jobs.append(
-            Job(
-                name=name,
-                last_seen=last,
-                age=age_since(last, now),
-                failing=bool(row and row.failing),
-                error=row.last_error if row else "",
-            )
-        )
+        failing, error = bool(row and row.failing), row.last_error if row else ""
+        every = _interval(name)
+        ran = max((t for t in (last, row.failed_at if row else None) if t is not None), default=None)
+        if every is not None and ran is not None and (now - ran).total_seconds() > 2 * every:
+            failing, error = True, f"overdue: no run for {age_since(ran, now)}"
+        jobs.append(Job(name=name, last_seen=last, age=age_since(last, now), failing=failing, error=error))
     newest = max((j.last_seen for j in jobs if j.last_seen is not None), default=None)
     return Liveness(
         newest=newest,

@@ -28,6 +28,9 @@ class KillswitchConfig(AppConfig):
     }
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from console.selectors import expect_job
         from incidents.timeline import register_kind
         from killswitch import panels, permissions_audit
         from killswitch.models import TIMELINE_KIND
@@ -35,3 +38,5 @@ class KillswitchConfig(AppConfig):
         permissions_audit.connect()
         panels.register()
         register_kind(TIMELINE_KIND, "Kill switch")
+        # Reconcile's heartbeats ("kill switch <target>"): overdue after two missed runs.
+        expect_job("kill switch", lambda: settings.KILLSWITCH_RECONCILE_SECONDS)

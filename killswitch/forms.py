@@ -64,6 +64,7 @@ class ApproveForm(forms.Form):
     password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), required=False
     )
+    code = forms.CharField(max_length=8, required=False)
 
 
 class RejectForm(forms.Form):

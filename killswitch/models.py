@@ -17,6 +17,8 @@ class Action(models.TextChoices):
     EXTERNAL_CHANGE = "external_change", "External change"
     PERMISSION_GRANTED = "permission_granted", "Permission granted"
     PERMISSION_REVOKED = "permission_revoked", "Permission revoked"
+    CREDENTIALS_CHANGED = "credentials_changed", "Password of a power holder changed"
+    EXTERNAL_PERMISSION_CHANGE = "external_permission_change", "Permission changed outside the console"
 
 
 class TargetState(models.Model):
@@ -129,3 +131,20 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+class PowerHolding(models.Model):
+    """The kill-switch permissions each user held at the last audited change: what the powers reconcile
+    compares with who holds them now, to find changes no hook saw (queryset.update, raw SQL).
+
+    Kept by killswitch.permissions_audit only, in the transaction of the audited change. Not a
+    foreign key: the row outlives a deleted user until the deletion is audited.
+    """
+
+    user_id = models.BigIntegerField(unique=True)
+    username = models.CharField(max_length=150)
+    powers = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.username}: {', '.join(self.powers) or 'no kill-switch power'}"

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from console.errors import DomainError
@@ -21,7 +21,16 @@ from console.services import heartbeat
 from incidents import services as incident_services
 from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
 from killswitch import audit
-from killswitch.backends import BackendError, Condition, InvalidInput, State, check_field, check_reason
+from killswitch.backends import (
+    LIMITS,
+    BackendError,
+    Condition,
+    InvalidInput,
+    State,
+    check_field,
+    check_reason,
+    clean,
+)
 from killswitch.models import TIMELINE_KIND, Action, ResumeRequest, ResumeStatus, TargetState
 from killswitch.targets import Target, all_targets, get_target
 
@@ -56,17 +65,18 @@ def _lock(target: Target) -> TargetState:
 
 
 def _remember(row: TargetState, state: State, *, by: str, changed: bool) -> None:
+    """Store what was read; each field cleaned and cut to its column (whoever built the State)."""
     now = timezone.now()
     row.condition = state.condition
-    row.reason = state.reason or ""
-    row.message = state.message
-    row.activated_at = state.activated_at or ""
-    row.detail = state.detail[:300]
+    row.reason = clean(state.reason, TargetState._meta.get_field("reason").max_length or 40)
+    row.message = clean(state.message, LIMITS["message"])
+    row.activated_at = clean(state.activated_at, TargetState._meta.get_field("activated_at").max_length or 40)
+    row.detail = clean(state.detail, TargetState._meta.get_field("detail").max_length or 300)
     row.observed_at = now
     if state.condition != Condition.UNREACHABLE:
         row.fingerprint = state.fingerprint()
     if changed:
-        row.changed_at, row.changed_by = now, by
+        row.changed_at, row.changed_by = now, by[:150]
     row.save()
 
 
@@ -356,39 +366,86 @@ def resume_requests_expire(*, now: datetime | None = None) -> int:
 
 # --- Reconcile: what changed without the console ------------------------------------------------
 
+RECONCILE_JOB = "kill switch"  # the heartbeat of a run that could not even list its targets
+
 
 def killswitch_reconcile(*, target: str) -> State:
-    """Read the target and record whatever changed without the console (see `_observe`)."""
+    """Read the target, then record whatever changed without the console.
+
+    1. Note the last recorded observation, then read the backend without any lock: a slow read
+       (bounded by its timeout) never blocks a halt waiting for the target's row.
+    2. Lock the target's row. If another observation was recorded meanwhile (a console action, or
+       another reconcile), this read may be older than that one: record nothing, the next run reads
+       again; a stale read is never recorded as an external change.
+    3. Otherwise compare and record (`_observe`).
+    """
     tgt = get_target(target)
-    backend = tgt.backend()
+    seen = TargetState.objects.filter(target=tgt.name).values_list("observed_at", flat=True).first()
+    state = tgt.backend().read()
     with transaction.atomic():
         row = _lock(tgt)
-        state = backend.read()
+        if row.observed_at != seen:
+            log.info("Reconcile of %s skipped: the console observed it during the read", tgt.name)
+            return state
         _observe(tgt, row, state)
     return state
 
 
 def killswitch_reconcile_all() -> dict[str, str]:
-    """Reconcile every target, each on its own; a target that fails does not hide the others. Each
-    target's run is a heartbeat (`kill switch <name>`): a failing one shows in the top bar at once."""
-    result = {}
-    for name in all_targets():
+    """Reconcile every target, each on its own; a target that fails does not hide the others.
+
+    Each target's run is a heartbeat (`kill switch <name>`), failing with the error when anything
+    goes wrong (a database error, a backend or configuration error); a run that dies without a word
+    shows as overdue in the top bar (see console.selectors). A heartbeat that cannot be written is
+    retried once on a fresh connection, then the task fails loudly.
+    """
+    try:
+        names = list(all_targets())
+    except Exception as exc:
+        log.exception("Kill-switch targets cannot be read")
+        _beat(RECONCILE_JOB, error=clean(f"{exc.__class__.__name__}: {exc}", 300))
+        raise
+    result: dict[str, str] = {}
+    unwritten: list[Exception] = []
+    for name in names:
         job = f"kill switch {name}"
         try:
             result[name] = killswitch_reconcile(target=name).condition
+            error = ""
         except Exception as exc:
             log.exception("Reconcile of kill-switch target %s failed", name)
-            heartbeat(job, error=f"{exc.__class__.__name__}: {exc}")
+            error = clean(f"{exc.__class__.__name__}: {exc}", 300)
             result[name] = "error"
-        else:
-            heartbeat(job)
+        try:
+            _beat(job, error=error)
+        except Exception as exc:
+            unwritten.append(exc)
+    if unwritten:
+        raise unwritten[0]
     return result
+
+
+def _beat(job: str, *, error: str = "") -> None:
+    """A heartbeat, on a fresh connection if the last error left the current one unusable (only
+    outside a transaction: a caller's transaction is never closed under it)."""
+    for attempt in (1, 2):
+        try:
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+            heartbeat(job, error=error)
+            return
+        except DatabaseError:
+            if attempt == 2 or connection.in_atomic_block:
+                log.exception("Heartbeat %s could not be written", job)
+                raise
+            connection.close()
 
 
 def _observe(tgt: Target, row: TargetState, state: State) -> Incident | None:
     """Compare what the backend says now with what the console last recorded, under the target's row
-    lock. A difference the console did not make is recorded as an external change (one audit row);
-    an external halt, or a kill switch that cannot be evaluated, opens or joins its SEV-1 incident.
+    lock. A difference the console did not make is recorded as an external change (one audit row).
+    An external halt, a kill switch that cannot be evaluated, and an external resume (trading again
+    after a halt without the console's four eyes) each open or join the target's SEV-1 incident.
 
     Reconcile does only this; every action does it first, so that no change made outside the console
     goes unrecorded because an action overwrote it. Returns the incident the change joined, if any.
@@ -397,9 +454,12 @@ def _observe(tgt: Target, row: TargetState, state: State) -> Incident | None:
         _remember(row, state, by=row.changed_by, changed=False)
         return None
     before = _snapshot(row)
+    # The condition last evaluated (an unreachable read keeps the fingerprint of the one before).
+    last = row.fingerprint.partition("|")[0]
     _remember(row, state, by="external", changed=True)
     incident = None
-    if state.condition in (Condition.HALTED, Condition.UNEVALUABLE):
+    resumed = state.trading and last not in ("", Condition.TRADING)
+    if state.condition in (Condition.HALTED, Condition.UNEVALUABLE) or resumed:
         incident = _open_or_attach_incident(tgt, state)
     audit.record(
         action=Action.EXTERNAL_CHANGE,
@@ -407,57 +467,88 @@ def _observe(tgt: Target, row: TargetState, state: State) -> Incident | None:
         target=tgt.name,
         before=before,
         after=state.as_dict(),
-        reason=state.detail or state.message,
+        reason=state.summary,
         incident_id=incident.pk if incident else None,
     )
     return incident
+
+
+def _group_key(tgt: Target) -> str:
+    # The alert rule on risk_kill_switch_active groups under the same key (detection/data).
+    return f"killswitch:{tgt.name}"
 
 
 def _name_incident(tgt: Target, incident: Incident) -> None:
     """Alerts about this target's kill switch (the `risk_kill_switch_active` rule) join this incident."""
     from detection.models import SignalGroup
 
-    SignalGroup.objects.update_or_create(key=f"killswitch:{tgt.name}", defaults={"incident": incident})
+    SignalGroup.objects.update_or_create(key=_group_key(tgt), defaults={"incident": incident})
+
+
+def _lock_group(tgt: Target) -> Any:
+    """The target's signal group row, created if missing and locked: alert routing locks the same
+    row before it opens or joins an incident, so the two never open one each."""
+    from detection.models import SignalGroup
+
+    key = _group_key(tgt)
+    SignalGroup.objects.bulk_create([SignalGroup(key=key)], ignore_conflicts=True)
+    return SignalGroup.objects.select_for_update(of=("self",)).select_related("incident").get(key=key)
+
+
+_WHAT = {
+    Condition.HALTED: "halted trading",
+    Condition.UNEVALUABLE: "cannot be evaluated",
+    Condition.TRADING: "deactivated outside the console",
+}
 
 
 def _open_or_attach_incident(tgt: Target, state: State) -> Incident:
-    kind = IncidentType.objects.filter(slug="kill-switch-activated").first() or IncidentType.objects.get(
-        slug="other"
-    )
-    what = "halted trading" if state.halted else "cannot be evaluated"
-    # A drill target's halts never join a real incident, and a real halt never joins a drill.
-    incident = (
-        Incident.objects.filter(
-            incident_type=kind, status__in=OPEN_STATUSES, severity=Severity.SEV1, is_drill=not tgt.production
-        )
-        .order_by("-detected_at")
-        .first()
-    )
+    """Join the open incident of this target's kill switch, or open its SEV-1.
+
+    1. Lock the target's signal group (`killswitch:<target>`), the row alert routing locks too.
+    2. Its incident, if open and of the same kind (a drill target's changes never join a real
+       incident, and the reverse), is joined, and raised to SEV-1 if it is less severe.
+    3. Otherwise declare a SEV-1 incident (a drill incident for a drill target) and name it in the
+       group, so that the alert about the same halt joins it.
+    4. Write the change on its timeline.
+    """
+    group = _lock_group(tgt)
+    what = _WHAT[state.condition]
+    drill = not tgt.production
+    incident = group.incident
+    if incident is not None and (incident.status not in OPEN_STATUSES or incident.is_drill != drill):
+        incident = None
     if incident is None:
+        kind = IncidentType.objects.filter(slug="kill-switch-activated").first() or IncidentType.objects.get(
+            slug="other"
+        )
+        if state.trading:
+            title = f"Kill switch deactivated outside the console on {tgt.label}"
+        else:
+            title = f"Kill switch {what} on {tgt.label} ({state.summary if state.halted else state.detail})"
         incident = incident_services.incident_declare(
             actor=None,
-            title=f"Kill switch {what} on {tgt.label} ({state.reason or state.detail or 'no reason'})",
+            title=clean(title, 200),
             incident_type=kind,
             severity=Severity.SEV1,
             affected_components=["cdb_risk", "cdb_execution"],
-            description=f"Detected by the console's reconcile. {state.message}".strip(),
-            is_drill=not tgt.production,
+            description=f"Detected by the console's reconcile. {state.summary}".strip(),
+            is_drill=drill,
+        )
+        group.incident = incident
+        group.save(update_fields=["incident"])
+    elif incident.severity > Severity.SEV1:
+        incident_services.incident_change_severity(
+            incident=incident,
+            actor=None,
+            severity=Severity.SEV1,
+            reason=f"Kill switch {what} on {tgt.label} outside the console",
         )
     incident_services.incident_record_event(
         kind=TIMELINE_KIND,
         incident=incident,
         actor=None,
-        message=" ".join(
-            filter(
-                None,
-                [
-                    f"Kill switch {what} on {tgt.label} outside the console:",
-                    state.reason,
-                    state.message or state.detail,
-                ],
-            )
-        ),
+        message=f"Kill switch {what} on {tgt.label} outside the console: {state.summary}",
         data={"target": tgt.name, **state.as_dict()},
     )
-    _name_incident(tgt, incident)
     return incident

@@ -29,7 +29,9 @@ class Target:
         if self.spec.startswith(("http://", "https://")):
             return HttpBackend(self.spec, timeout=settings.KILLSWITCH_HTTP_TIMEOUT)
         path = Path(self.spec.removeprefix("file:"))
-        return FileBackend(path if path.is_absolute() else settings.BASE_DIR / path)
+        return FileBackend(
+            path if path.is_absolute() else settings.BASE_DIR / path, timeout=settings.KILLSWITCH_FILE_TIMEOUT
+        )
 
 
 def parse_targets(value: str) -> dict[str, Target]:

@@ -10,9 +10,11 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from console import otp, reauth
 from incidents.models import OPEN_STATUSES
 from incidents.selectors import incidents_visible_to
 from killswitch import forms, selectors, services
@@ -51,7 +53,11 @@ def index(request: HttpRequest) -> HttpResponse:
         "live": live,
         "pending": list(selectors.resume_requests(pending_only=True)),
         "recent": list(selectors.resume_requests()[:10]),
-        "reauth": services.needs_reauth(_actor(request)),
+        # Re-authentication is per session: the approve form asks for what this session has not proved.
+        "reauth": not reauth.is_fresh(request),
+        "needs_code": otp.device_for(request.user) is not None,
+        "must_enrol": otp.required_for(request.user) and otp.device_for(request.user) is None,
+        "reauth_minutes": reauth.window_minutes(),
         "now": timezone.now(),
     }
     return render(request, "killswitch/index.html", context)
@@ -134,19 +140,35 @@ def request_resume(request: HttpRequest, target: str) -> HttpResponse:
 
 @require_POST
 def approve(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve with proof that the person at this session's keyboard is the approver: the password
+    entered in this session within KILLSWITCH_REAUTH_SECONDS (a login counts), or re-entered now,
+    with the TOTP code too for a person who has a device. Wrong passwords count toward the lockout."""
     if not request.user.has_perm("killswitch.approve_resume"):
         raise PermissionDenied("Approving a resume needs the approve permission.")
+    user = _actor(request)
+    if otp.required_for(user) and otp.device_for(user) is None:
+        messages.error(request, "Approving a resume needs a second factor: enrol one first.")
+        return redirect(f"{reverse('console:second_factor')}?next={reverse('killswitch:index')}")
     form = forms.ApproveForm(request.POST)
     form.is_valid()
-    user = _actor(request)
     password = form.cleaned_data.get("password") or ""
-    reauthenticated = bool(password) and user.check_password(password)
-    if password and not reauthenticated:
-        messages.error(request, "That password is not right; nothing was approved.")
+    if password:
+        verdict = reauth.check_password(
+            request, password=password, code=form.cleaned_data.get("code") or "", what="nothing was approved"
+        )
+        if not verdict.ok:
+            messages.error(request, verdict.message)
+            return redirect("killswitch:index")
+    elif not reauth.is_fresh(request):
+        messages.error(
+            request,
+            f"Re-enter your password to approve: it was not entered in this session in the last "
+            f"{reauth.window_minutes()} minutes. Nothing was approved.",
+        )
         return redirect("killswitch:index")
     try:
         outcome = services.killswitch_approve_resume(
-            request_id=pk, actor=user, reauthenticated=reauthenticated, ip=client_ip(request)
+            request_id=pk, actor=user, reauthenticated=True, ip=client_ip(request)
         )
     except (services.KillSwitchRefused, BackendError) as exc:
         messages.error(request, str(exc))

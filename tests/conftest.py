@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,32 @@ def _playbook(db: None) -> None:
     """Every test sees the playbook and the roles, as `make run` leaves them (a transactional test's
     flush empties the groups too, and its post_migrate signal sets them up again)."""
     call_command("load_playbook", verbosity=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subprocess_audit_anchor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The test run's audit records (a transactional test's flush writes some after its own settings
+    are gone) and those of the workers and commands it starts are anchored in the run's directory,
+    never in the laptop's anchor file next to its state file."""
+    path = str(tmp_path_factory.mktemp("anchor") / "audit-anchor")
+    previous = os.environ.get("AUDIT_ANCHOR_FILE")
+    os.environ["AUDIT_ANCHOR_FILE"] = path
+    with override_settings(AUDIT_ANCHOR_FILE=path):
+        yield
+    if previous is None:
+        os.environ.pop("AUDIT_ANCHOR_FILE", None)
+    else:
+        os.environ["AUDIT_ANCHOR_FILE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _audit_anchor(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    """Each test's audit anchor in its own directory: the database rolls back, a file would not."""
+    from killswitch import anchor
+
+    settings.AUDIT_ANCHOR_FILE = str(tmp_path / "audit-anchor")
+    yield tmp_path / "audit-anchor"
+    anchor.flush()
 
 
 @pytest.fixture

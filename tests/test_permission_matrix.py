@@ -165,6 +165,14 @@ ROWS = [
     Row("comms:preview", "post", ACT, data=lambda c: {"kind": "update", "progress": "looking"}),
     Row("comms:send", "post", ACT, data=lambda c: {"kind": "update", "title": "t", "text": "Still on it"}),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
+    # The login's code step: without a right password first in this session, back to the login page.
+    Row("login_code", "get", dict.fromkeys(PERSONAS, LOGIN)),
+    Row("login_code", "post", dict.fromkeys(PERSONAS, LOGIN), data=lambda c: {"code": "123456"}),
+    # Everyone enrols and removes their own second factor; a form without code or password is a 422.
+    Row("console:second_factor", "get", EVERYONE),
+    Row("console:second_factor", "post", roles(**dict.fromkeys(PERSONAS[1:], 422)), data=lambda c: {}),
+    Row("console:second_factor_remove", "post", EVERYONE, data=lambda c: {}),
+    Row("console:second_factor_remove", "get", POST_ONLY, label="get"),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
 

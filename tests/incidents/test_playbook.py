@@ -63,6 +63,7 @@ def test_seed_demo_creates_one_user_per_role_and_prints_passwords_once(capsys, s
     from incidents.management.commands import seed_demo
 
     seed_demo.CREDENTIALS_FILE = tmp_path / "demo-credentials.txt"
+    settings.DEBUG = True  # as `make run` runs it
     call_command("seed_demo")
     first = capsys.readouterr().out
     assert "demo-responder" in first and "demo-admin" in first

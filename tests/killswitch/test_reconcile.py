@@ -199,6 +199,7 @@ def test_a_hand_written_circuit_breaker_halt_opens_a_sev1_incident_within_11_sec
         "CELERY_BROKER_URL": broker,
         "KILLSWITCH_TARGETS": f"production=file:{prod};drill=file:{drill}",
         "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,  # so that audit.verify() here checks their records
+        "AUDIT_ANCHOR_FILE": settings.AUDIT_ANCHOR_FILE,  # and their anchor, not the laptop's
         "LOG_LEVEL": "INFO",
     }
     assert db["ENGINE"] == "django.db.backends.postgresql", "worker and test share PostgreSQL"
@@ -335,7 +336,8 @@ def test_a_second_external_halt_attaches_to_the_open_incident(prod: Path, baseli
     assert reconcile() == Condition.HALTED
 
     assert Incident.objects.count() == 1
-    assert incident.events.filter(kind=TIMELINE_KIND).count() == 2
+    # The halt, the resume outside the console, the second halt.
+    assert incident.events.filter(kind=TIMELINE_KIND).count() == 3
     halts = external_changes().filter(state_after__condition=Condition.HALTED)
     assert [r.incident_id for r in halts] == [incident.pk, incident.pk]
     assert_chain_intact()
@@ -354,9 +356,7 @@ def test_a_new_reason_while_halted_joins_the_open_incident(prod: Path, baseline:
 
 
 @pytest.mark.django_db
-def test_an_external_resume_is_recorded_without_an_incident(
-    prod: Path, baseline: int, responder: Any
-) -> None:
+def test_an_external_resume_opens_a_sev1_incident(prod: Path, baseline: int, responder: Any) -> None:
     services.killswitch_activate(target="production", actor=responder, reason="manual", message="test")
     cdb_deactivate(prod, operator="alice", justification="resumed by hand on the host")
     assert reconcile() == Condition.TRADING
@@ -365,10 +365,70 @@ def test_an_external_resume_is_recorded_without_an_incident(
     assert record is not None and record.seq > baseline
     assert record.state_before["condition"] == Condition.HALTED
     assert record.state_after["message"] == "Deactivated by alice: resumed by hand on the host"
-    assert record.incident_id is None
-    assert not Incident.objects.exists()
+    incident = kill_switch_incidents().get()
+    assert record.incident_id == incident.pk
+    assert incident.severity == Severity.SEV1 and incident.is_open and not incident.is_drill
+    assert incident.title == "Kill switch deactivated outside the console on Production"
+    event = incident.events.get(kind=TIMELINE_KIND)
+    assert "deactivated outside the console" in event.message and "Deactivated by alice" in event.message
     assert TargetState.objects.get(target="production").changed_by == "external"
+
+    assert reconcile() == Condition.TRADING  # seen once, recorded once
+    assert external_changes().filter(state_after__condition=Condition.TRADING, seq__gt=baseline).count() == 1
     assert_chain_intact()
+
+
+@pytest.mark.django_db
+def test_an_external_resume_joins_the_open_incident_of_the_halt(prod: Path, baseline: int) -> None:
+    cdb_circuit_breaker(prod)
+    reconcile()
+    halt = kill_switch_incidents().get()
+    cdb_deactivate(prod, operator="alice", justification="curl to the risk service")
+    assert reconcile() == Condition.TRADING
+    assert Incident.objects.get() == halt
+    assert external_changes().last().incident_id == halt.pk
+    assert "deactivated outside the console" in halt.events.order_by("-id").first().message
+
+
+@pytest.mark.django_db
+def test_an_external_resume_of_the_drill_target_opens_a_drill_incident(
+    files: dict[str, Path], baseline: int
+) -> None:
+    cdb_circuit_breaker(files["production"])
+    reconcile()
+    real = kill_switch_incidents().get()
+    cdb_activate(files["drill"], reason="manual", message="Tier2 drill", operator="alice")
+    cdb_deactivate(files["drill"], operator="alice", justification="drill over")
+    # The drill target's first observation since the baseline is already the resume.
+    reconcile("drill")
+    cdb_activate(files["drill"], reason="manual", message="Tier2 drill", operator="alice")
+    reconcile("drill")
+    drill = kill_switch_incidents().get(is_drill=True)
+    Incident.objects.filter(pk=drill.pk).update(status=Status.RESOLVED)
+    cdb_deactivate(files["drill"], operator="alice", justification="drill over")
+    assert reconcile("drill") == Condition.TRADING
+    resume = kill_switch_incidents().filter(is_drill=True).exclude(pk=drill.pk).get()
+    assert resume.severity == Severity.SEV1 and "deactivated outside the console" in resume.title
+    assert external_changes("drill").last().incident_id == resume.pk
+    assert not real.events.filter(data__target="drill").exists()
+
+
+@pytest.mark.django_db
+def test_the_first_observation_of_a_trading_target_is_not_a_resume(files: dict[str, Path]) -> None:
+    assert reconcile() == Condition.TRADING
+    assert not Incident.objects.exists()
+
+
+@pytest.mark.django_db
+def test_trading_again_after_an_outage_is_not_a_resume(prod: Path, baseline: int, settings: Any) -> None:
+    """An unreachable read keeps the last evaluated state: trading, unreachable, trading is nothing."""
+    spec = settings.KILLSWITCH_TARGETS
+    settings.KILLSWITCH_TARGETS = spec.replace(f"file:{prod}", "http://127.0.0.1:1")
+    assert reconcile() == Condition.UNREACHABLE
+    settings.KILLSWITCH_TARGETS = spec
+    cdb_deactivate(prod, operator="alice", justification="rewritten while unreachable")
+    assert reconcile() == Condition.TRADING
+    assert not Incident.objects.exists()
 
 
 def _delete(path: Path) -> None:
@@ -448,7 +508,7 @@ def test_a_directory_where_the_file_should_be_is_unevaluable(prod: Path, baselin
     prod.mkdir()
     assert reconcile() == Condition.UNEVALUABLE
     row = TargetState.objects.get(target="production")
-    assert row.detail == "State file read error: IsADirectoryError"
+    assert row.detail == "State file read error: not a regular file (a directory)"
     assert external_changes().last().state_after["condition"] == Condition.UNEVALUABLE
     assert kill_switch_incidents().get().severity == Severity.SEV1
 
@@ -536,7 +596,9 @@ def test_activation_succeeds_with_the_broker_down(
     for name in ("_connection", "connection_for_write", "connection_for_read", "send_task"):
         monkeypatch.setattr(celery_app, name, refuse(name))
 
-    assert client.login(username=responder.username, password=PASSWORD)
+    # Through the login page (django-axes checks every login against a request).
+    login = client.post(reverse("login"), {"username": responder.username, "password": PASSWORD})
+    assert login.status_code == 302
     url = reverse("killswitch:activate", kwargs={"target": "production"})
     form = {"reason": "circuit_breaker", "message": "Redis is down, halting by hand", "incident": ""}
     confirm = client.post(url, form)

@@ -238,8 +238,6 @@ def test_cli_runs_the_same_rules(ks_files, responder, lead, capsys):
     assert "reason=risk_limit" in ks_files.read()
     call_command("killswitch", "status")
     assert "production   halted" in capsys.readouterr().out
-    call_command("killswitch", "request-resume", "--as", "lead", "--justification", JUST)
-    request = ResumeRequest.objects.get()
     import io
     import sys
 
@@ -247,6 +245,12 @@ def test_cli_runs_the_same_rules(ks_files, responder, lead, capsys):
     lead.save()
     stdin = sys.stdin
     try:
+        # Filing needs the requester's password too (see test_cli_identity.py).
+        sys.stdin = io.StringIO("lead-password-123\n")
+        call_command(
+            "killswitch", "request-resume", "--as", "lead", "--justification", JUST, "--password-stdin"
+        )
+        request = ResumeRequest.objects.get()
         sys.stdin = io.StringIO("lead-password-123\n")
         with pytest.raises(CommandError, match="different person"):
             call_command("killswitch", "approve", "--as", "lead", str(request.pk), "--password-stdin")

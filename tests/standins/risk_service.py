@@ -640,6 +640,8 @@ class RiskServiceStandIn:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._get_failures: list[int] = []
+        self._get_answer: tuple[int, bytes] | None = None
+        self._hold: tuple[threading.Event, threading.Event] | None = None  # (held, released)
         self._delay = 0.0
         self._stats = initial_stats(running=True, started_at=clock().isoformat())
         self._risk_state = initial_risk_state()
@@ -711,6 +713,32 @@ class RiskServiceStandIn:
         with self._lock:
             self._get_failures.extend([status] * times)
 
+    def answer_get(self, body: bytes | None, status: int = 200) -> None:
+        """Answer every ``GET /kill-switch`` with these bytes (as ``application/json``) instead of
+        the state file, until called with ``None``: any answer a broken or foreign service gives."""
+        with self._lock:
+            self._get_answer = None if body is None else (status, body)
+
+    def hold_answers(self) -> None:
+        """Handle each request at once (the state file is read now) but hold its answer until
+        :meth:`release_answers`: a slow network after the read, so the answer is old when it lands."""
+        with self._lock:
+            self._hold = (threading.Event(), threading.Event())
+
+    def wait_held(self, timeout: float) -> bool:
+        """Wait until an answer is being held (its request handled); False after ``timeout``."""
+        with self._lock:
+            hold = self._hold
+        return hold is not None and hold[0].wait(timeout)
+
+    def release_answers(self, *, hold_more: bool = False) -> None:
+        """Send the held answers; later ones are held too only with ``hold_more``."""
+        with self._lock:
+            hold = self._hold
+            self._hold = (threading.Event(), threading.Event()) if hold_more else None
+        if hold is not None:
+            hold[1].set()
+
     def set_delay(self, seconds: float) -> None:
         """Hold every request this long before handling it (0 turns it off). The request is then
         handled even if the client gave up, so a timed-out activate still takes effect. Only
@@ -768,9 +796,17 @@ class RiskServiceStandIn:
         if method not in allowed:
             return _Response(405, HTML_TYPE, PAGE_405, allow_header)
         try:
-            return self._view(path, method, content_type, body)
+            response = self._view(path, method, content_type, body)
         except Exception:  # any uncaught exception in a Flask view
             return _Response(500, HTML_TYPE, PAGE_500)
+        with self._lock:
+            hold = self._hold
+        if hold is not None:
+            hold[0].set()
+            while not hold[1].wait(0.05):
+                if server.stopping.is_set():
+                    return None
+        return response
 
     def _view(self, path: str, method: str, content_type: str | None, body: bytes) -> _Response:
         if path == "/health":
@@ -803,6 +839,9 @@ class RiskServiceStandIn:
     def _kill_switch_get(self, method: str) -> _Response:
         with self._lock:
             fail_status = self._get_failures.pop(0) if method == "GET" and self._get_failures else None
+            answer = self._get_answer
+        if answer is not None and fail_status is None:
+            return _Response(answer[0], JSON_TYPE, answer[1])
         if fail_status is not None:
             return _json(STATE_READ_FAILED, fail_status)
         try:

@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
 from console.roles import ADMIN, ROLES
@@ -18,13 +19,27 @@ CREDENTIALS_FILE = settings.VAR_DIR / "demo-credentials.txt"
 
 
 class Command(BaseCommand):
+    """One demo account per role, and never one person with both halves of the four eyes: no demo
+    account is a superuser or may manage accounts (whoever can create or reset another account can act
+    as a second person), each holds exactly one role, so a demo resume takes two accounts (demo-lead
+    requests, demo-admin approves)."""
+
     help = "Create one demo user per role (printing new credentials once) and a few demo incidents."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--no-incidents", action="store_true", help="Users only.")
+        parser.add_argument(
+            "--force", action="store_true", help="Run even with DEBUG off (a demo on a shared server)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "DEBUG is off, so this looks like production: seed_demo creates accounts with known "
+                "roles and a file of their passwords. Run it with --force if this really is a demo."
+            )
         created = self._users()
+        self._check_users()
         if created:
             lines = [f"  {role:<10} {name:<12} {password}" for role, name, password in created]
             text = "Demo users (role, username, password):\n" + "\n".join(lines)
@@ -60,10 +75,26 @@ class Command(BaseCommand):
             if User.objects.filter(username=name).exists():
                 continue
             password = secrets.token_urlsafe(12)
-            user = User.objects.create_user(username=name, password=password, is_staff=role == ADMIN)
-            user.groups.add(Group.objects.get(name=role))
+            with transaction.atomic():
+                user = User.objects.create_user(username=name, password=password, is_staff=role == ADMIN)
+                user.groups.add(Group.objects.get(name=role))
             created.append((role, name, password))
         return created
+
+    def _check_users(self) -> None:
+        """Refuse (not repair) a demo account someone gave more: a superuser, a second role, or a
+        permission of its own (such as managing accounts)."""
+        User = get_user_model()
+        for user in User.objects.filter(username__in=[f"demo-{role}" for role in ROLES]):
+            roles = sorted(user.groups.values_list("name", flat=True))
+            if user.is_superuser:
+                raise CommandError(f"{user.username} is a superuser: a demo account must not be one.")
+            if roles != [user.username.removeprefix("demo-")] or user.user_permissions.exists():
+                raise CommandError(
+                    f"{user.username} holds {', '.join(roles) or 'no role'} and "
+                    f"{user.user_permissions.count()} permissions of its own: a demo account holds "
+                    "exactly its one role."
+                )
 
     def _incidents(self) -> None:
         User = get_user_model()

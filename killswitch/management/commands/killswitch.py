@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import getpass
+import socket
 import sys
 from typing import Any
 
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.http import HttpRequest
 
+from console import reauth
 from incidents.models import Incident
 from killswitch import audit, services
 from killswitch.backends import REASONS, BackendError, InvalidInput
@@ -28,11 +32,17 @@ class Command(BaseCommand):
         act.add_argument("--reason", choices=REASONS, default="manual")
         act.add_argument("--message", default="")
         act.add_argument("--incident", type=int)
-        req = sub.add_parser("request-resume", help="File a resume request for a second person to approve.")
+        req = sub.add_parser(
+            "request-resume",
+            help="File a resume request for a second person to approve (asks for your password).",
+        )
         req.add_argument("--as", dest="user", required=True)
         req.add_argument("--target", default=None)
         req.add_argument("--justification", required=True)
         req.add_argument("--incident", type=int)
+        req.add_argument(
+            "--password-stdin", action="store_true", help="Read the password from standard input."
+        )
         app = sub.add_parser("approve", help="Approve a resume request (asks for your password).")
         app.add_argument("--as", dest="user", required=True)
         app.add_argument("request", type=int)
@@ -60,10 +70,11 @@ class Command(BaseCommand):
         return Incident.objects.get(pk=pk) if pk else None
 
     def _status(self, options: dict[str, Any]) -> None:
+        """Each target read now; for an unevaluable one the reason it cannot be judged, not the
+        file's (possibly last good) message."""
         for target in all_targets().values():
             state = target.backend().read()
-            what = f"{state.reason or ''} {state.message or state.detail}"
-            self.stdout.write(f"{target.name:<12} {state.condition:<12} {what}".rstrip())
+            self.stdout.write(f"{target.name:<12} {state.condition:<12} {state.summary}".rstrip())
 
     def _activate(self, options: dict[str, Any]) -> None:
         outcome = services.killswitch_activate(
@@ -79,30 +90,64 @@ class Command(BaseCommand):
     def _request_resume(self, options: dict[str, Any]) -> None:
         request = services.killswitch_request_resume(
             target=self._target(options["target"]),
-            actor=self._user(options["user"]),
+            actor=self._prove(options, "request-resume", "nothing was filed"),
             justification=options["justification"],
             incident=self._incident(options["incident"]),
         )
         self.stdout.write(f"Resume request #{request.pk} filed; expires {request.expires_at:%H:%M:%S} UTC.")
 
     def _approve(self, options: dict[str, Any]) -> None:
-        user = self._user(options["user"])
-        password = (
-            sys.stdin.readline().rstrip("\n") if options["password_stdin"] else getpass.getpass("Password: ")
-        )
-        if not user.check_password(password):
-            raise CommandError("Wrong password; nothing was approved.")
+        user = self._prove(options, "approve", "nothing was approved")
         outcome = services.killswitch_approve_resume(
             request_id=options["request"], actor=user, reauthenticated=True
         )
         self.stdout.write(outcome.message)
 
+    def _prove(self, options: dict[str, Any], subcommand: str, what: str) -> User:
+        """`--as` names a person; their password proves it. It goes through the same authentication
+        as a web login, so wrong passwords count toward (and are refused by) the account's lockout."""
+        user = self._user(options["user"])
+        name = user.get_username()
+        password = (
+            sys.stdin.readline().rstrip("\r\n")
+            if options["password_stdin"]
+            else getpass.getpass(f"Password for {name}: ")
+        )
+        if not password:
+            raise CommandError(f"No password for {name}: {what}.")
+        request = _cli_request(subcommand)
+        authed = authenticate(request, username=name, password=password)
+        if getattr(request, "axes_locked_out", False):
+            raise CommandError(f"{reauth.lockout_text()} {what[0].upper()}{what[1:]}.")
+        if authed is None or authed.pk != user.pk:
+            raise CommandError(f"Wrong password for {name}; {what}.")
+        return user
+
     def _verify_audit(self, options: dict[str, Any]) -> None:
-        checked, findings = audit.verify()
-        if findings:
-            for finding in findings:
-                self.stderr.write(str(finding))
-            raise CommandError(
-                f"Audit chain broken at record #{findings[0].seq} ({checked} records checked)."
+        report = audit.verify_report()
+        if not report.anchor:
+            self.stderr.write(
+                "No audit anchor configured (AUDIT_ANCHOR_FILE): an emptied table cannot be told."
             )
-        self.stdout.write(f"Audit chain intact: {checked} records.")
+        if report.findings:
+            for finding in report.findings:
+                self.stderr.write(str(finding))
+            first = report.findings[0]
+            where = f"at record #{first.seq}" if first.seq else "(anchor)"
+            raise CommandError(f"Audit chain broken {where} ({report.checked} records checked).")
+        anchored = f", anchored up to #{report.anchored} in {report.anchor}" if report.anchor else ""
+        self.stdout.write(f"Audit chain intact: {report.checked} records{anchored}.")
+
+
+def _cli_request(subcommand: str) -> HttpRequest:
+    """What the login throttle sees of a command-line attempt: no network address (CLI attempts share
+    one), the command and the operating-system account that ran it."""
+    request = HttpRequest()
+    request.method = "POST"
+    request.path = request.path_info = request.META["PATH_INFO"] = f"manage.py killswitch {subcommand}"
+    try:
+        who = f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:  # no login name in a bare container: the host still says where
+        who = f"?@{socket.gethostname()}"
+    request.META["HTTP_USER_AGENT"] = f"manage.py ({who})"
+    return request
