@@ -98,7 +98,8 @@ def may_halt_cookie(
                 httponly=True,
                 samesite="Lax",
             )
-        elif value == "" and COOKIE in request.COOKIES:
+        elif value == "":
+            # Unconditionally: the browser does not send a /killswitch/ cookie to the logout URL.
             response.delete_cookie(COOKIE, path=reverse("killswitch:index"), samesite="Lax")
         return response
 

@@ -619,12 +619,16 @@ def killswitch_approve_resume(
                         message=f"Resumed trading on {tgt.label} (request #{request.pk} by {requester})",
                         data={"target": tgt.name, "request": request.pk},
                     )
-    except Exception as exc:
+    except BaseException as exc:
         if not attempted:
             raise
-        raise _resume_failed(
+        # Also on an interrupt (a worker killed by its timeout, Ctrl-C at the CLI): halt again first.
+        failure = _resume_failed(
             tgt, backend, request_id=request_id, actor=actor, found=found, error=exc, ip=ip
-        ) from exc
+        )
+        if isinstance(exc, Exception):
+            raise failure from exc
+        raise
     if refusal is not None or after is None:
         raise refusal or KillSwitchRefused("Nothing was approved.")
     return Outcome(tgt.name, True, after, f"Trading resumed on {tgt.label}.")

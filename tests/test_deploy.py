@@ -63,12 +63,15 @@ def test_no_cdn_assets_in_templates():
         assert "https://" not in text and "http://" not in text and "//cdn" not in text, path
 
 
+@pytest.mark.django_db
 def test_the_production_web_config_serves(tmp_path: Path) -> None:
-    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers."""
+    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers (on the
+    test database: without one, every page but the kill switch answers 503)."""
     import socket
     import time
 
     import httpx
+    from django.db import connection
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -77,6 +80,10 @@ def test_the_production_web_config_serves(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env |= {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "WEB_ACCESS_LOG": ""}
     env |= {"SECURE_SSL_REDIRECT": "false", "ALLOWED_HOSTS": "127.0.0.1"}
+    db = connection.settings_dict
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("gunicorn")), "-c", "config/gunicorn.py"],

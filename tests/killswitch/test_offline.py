@@ -244,13 +244,17 @@ class TestTheMayHaltCookie:
         cookie = response.cookies[offline.COOKIE]
         assert cookie["path"] == "/killswitch/" and cookie["httponly"] and cookie["samesite"] == "Lax"
         assert cookie["max-age"] == django_settings.KILLSWITCH_OFFLINE_HALT_SECONDS
+        # A browser sends a /killswitch/ cookie to /killswitch/ only, never to the logout URL.
+        del client.cookies[offline.COOKIE]
         response = client.post(reverse("logout"))
         assert response.cookies[offline.COOKIE]["max-age"] == 0
+        assert response.cookies[offline.COOKIE]["path"] == "/killswitch/"
 
     def test_a_viewer_gets_none(self, client, ks_files):
         make_user(username="viewer", role="viewer")
         response = client.post(reverse("login"), {"username": "viewer", "password": PASSWORD})
-        assert response.status_code == 302 and offline.COOKIE not in response.cookies
+        # None given; one left by someone else on this browser is deleted.
+        assert response.status_code == 302 and response.cookies[offline.COOKIE]["max-age"] == 0
 
     @pytest.mark.parametrize("forgery", ["other key", "other salt", "garbage", "expired"])
     def test_a_forged_or_expired_cookie_halts_nothing(self, ks_files, forgery, settings):
