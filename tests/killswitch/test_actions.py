@@ -473,3 +473,12 @@ def test_file_backend_reports_a_failed_directory_sync_as_a_backend_error(tmp_pat
     with pytest.raises(BackendError, match="directory"):
         FileBackend(path).activate(operator="x", reason="manual", message="m")
     assert "state=active" in path.read_text()
+
+
+def test_the_approve_page_says_the_resume_failed_and_trading_is_halted_again(client, halted, lead):
+    request = request_resume(lead)
+    refuse_inserts("killswitch_auditrecord", when="NEW.action = 'resume_approved'")
+    client.force_login(make_user(role="lead"))
+    response = client.post(reverse("killswitch:approve", args=[request.pk]), follow=True)
+    assert "trading was halted again" in response.content.decode()
+    assert "state=active\nreason=system_error" in halted.read()
