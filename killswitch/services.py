@@ -851,8 +851,7 @@ def _record_spooled(entry: dict[str, Any]) -> bool:
         if SpooledChange.objects.filter(entry_id=entry_id).exists():
             return False
         tgt = all_targets().get(entry["target"])
-        before = State(**entry["before"]) if entry.get("before") else None
-        after = State(**entry["after"]) if entry.get("after") else None
+        before, after = _state_from(entry.get("before")), _state_from(entry.get("after"))
         if tgt is not None:
             row = _lock(tgt)
             if row.observed_at is None or row.observed_at < at:
@@ -901,6 +900,13 @@ def _record_spooled(entry: dict[str, Any]) -> bool:
             )
         SpooledChange.objects.create(entry_id=entry_id, audit_seq=record.seq, recorded_at=timezone.now())
     return True
+
+
+def _state_from(data: dict[str, Any] | None) -> State | None:
+    """A spooled state (State.as_dict()), read by the fields State has now."""
+    if not data:
+        return None
+    return State(**{k: v for k, v in data.items() if k in State.__dataclass_fields__ and k != "raw"})
 
 
 def _spooled_incident(
