@@ -49,6 +49,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before sessions (they live in the database): without a database, a plain 503 or an offline page.
+    "console.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -58,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "killswitch.middleware.audit_actor",
+    "killswitch.offline.may_halt_cookie",
     # Last: turns a login locked out by django-axes into the login page's lockout message.
     "axes.middleware.AxesMiddleware",
 ]
@@ -98,6 +101,9 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
         f"-c lock_timeout={env.int('DB_LOCK_TIMEOUT_MS', default=5000)}"
     )
+    # An unreachable server is noticed in seconds (libpq waits for ever by default): pages then
+    # answer 503 and the kill switch halts without the database.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -240,11 +246,19 @@ KILLSWITCH_TARGETS = env.str(
     "KILLSWITCH_TARGETS",
     default=f"production=file:{_default_state_file};drill=file:var/cdb/drill/.cdb_kill_switch.state",
 )
+# Which target drills act on: empty means the second target (the first is always production).
+KILLSWITCH_DRILL_TARGET = env.str("KILLSWITCH_DRILL_TARGET", default="")
 KILLSWITCH_HTTP_TIMEOUT = env.float("KILLSWITCH_HTTP_TIMEOUT", default=3.0)
 # A state file read that takes longer (a FIFO, a stale network mount) is unevaluable.
 KILLSWITCH_FILE_TIMEOUT = env.float("KILLSWITCH_FILE_TIMEOUT", default=2.0)
 # The banner reads every target live; each process reuses a read for this long.
 KILLSWITCH_BANNER_CACHE_SECONDS = env.float("KILLSWITCH_BANNER_CACHE_SECONDS", default=1.0)
+# Halts made while the database could not record them, kept (fsynced) until reconcile records them.
+# Web, CLI and worker on this host must share it.
+KILLSWITCH_SPOOL = env.str("KILLSWITCH_SPOOL", default=str(VAR_DIR / "killswitch-spool.jsonl"))
+# How long the signed "may halt" cookie set at login lets its holder halt while the database is
+# unreachable (sessions live in the database); 0 turns halting from the web without it off.
+KILLSWITCH_OFFLINE_HALT_SECONDS = env.int("KILLSWITCH_OFFLINE_HALT_SECONDS", default=SESSION_COOKIE_AGE)
 KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
 KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
 KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)

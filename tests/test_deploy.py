@@ -113,15 +113,22 @@ def _gunicorn_env(**env: str) -> dict[str, str]:
     return base | {"SECURE_SSL_REDIRECT": "false", "ALLOWED_HOSTS": "127.0.0.1"} | env
 
 
+@pytest.mark.django_db
 def test_the_production_web_config_serves(tmp_path: Path) -> None:
-    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers."""
+    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers (on the
+    test database: without one, every page but the kill switch answers 503)."""
     import time
 
     import httpx
+    from django.db import connection
 
     env = _gunicorn_env(SECRET_KEY=PRODUCTION_KEY, AUDIT_HMAC_KEY=AUDIT_KEY)
     port = env["BIND"].rsplit(":", 1)[1]
     log = tmp_path / "gunicorn.log"
+    db = connection.settings_dict
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("gunicorn")), "-c", "config/gunicorn.py"],
