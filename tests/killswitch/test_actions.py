@@ -28,7 +28,7 @@ from incidents.models import Incident, Severity
 from killswitch import audit, services
 from killswitch.backends import FileBackend
 from killswitch.models import Action, AuditRecord, ResumeRequest, TargetState
-from tests.incidents.factories import declare, make_user
+from tests.incidents.factories import PASSWORD, declare, make_user
 from tests.standins.risk_service import RiskServiceStandIn, _json, write_deactivation
 
 pytestmark = pytest.mark.django_db
@@ -479,6 +479,8 @@ def test_the_approve_page_says_the_resume_failed_and_trading_is_halted_again(cli
     request = request_resume(lead)
     refuse_inserts("killswitch_auditrecord", when="NEW.action = 'resume_approved'")
     client.force_login(make_user(role="lead"))
-    response = client.post(reverse("killswitch:approve", args=[request.pk]), follow=True)
+    response = client.post(
+        reverse("killswitch:approve", args=[request.pk]), {"password": PASSWORD}, follow=True
+    )
     assert "trading was halted again" in response.content.decode()
     assert "state=active\nreason=system_error" in halted.read()

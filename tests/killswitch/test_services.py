@@ -151,9 +151,11 @@ class TestResume:
         with time_machine.travel(timezone.now(), tick=False) as clock:
             request = services.killswitch_request_resume(target="production", actor=lead, justification=JUST)
             clock.shift(timedelta(minutes=15, seconds=1))
-            approver = make_user(role="lead", last_login=timezone.now())
+            approver = make_user(role="lead")
             with pytest.raises(services.KillSwitchRefused, match="expired"):
-                services.killswitch_approve_resume(request_id=request.pk, actor=approver)
+                services.killswitch_approve_resume(
+                    request_id=request.pk, actor=approver, reauthenticated=True
+                )
         request.refresh_from_db()
         assert request.status == ResumeStatus.EXPIRED
         assert len(actions(Action.RESUME_EXPIRED)) == 1
