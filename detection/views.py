@@ -39,12 +39,21 @@ def _error(status: int, message: str, **headers: str) -> JsonResponse:
     return response
 
 
-def _authorised(request: HttpRequest, source: str) -> bool:
-    expected = settings.WEBHOOK_TOKENS.get(source, "")
+def bearer_matches(request: HttpRequest, expected: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <expected>`. An empty `expected` matches
+    nothing: an endpoint is never open by default. Compared as bytes in constant time: a header with
+    characters outside ASCII is simply a wrong token (compare_digest refuses such text)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    # No token configured means no access: a webhook is never open by default.
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+    if not expected or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(
+        token.strip().encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+def _authorised(request: HttpRequest, source: str) -> bool:
+    return bearer_matches(request, settings.WEBHOOK_TOKENS.get(source, ""))
 
 
 def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[AlertInput]]) -> HttpResponse:
