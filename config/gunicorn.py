@@ -1,7 +1,7 @@
 """gunicorn settings for the console's web processes: `gunicorn -c config/gunicorn.py` (the Procfile's
 `web`, and bench/ingest.py, which measures with them). Environment: BIND, WEB_CONCURRENCY (processes),
-WEB_THREADS (threads per process),
-WEB_ACCESS_LOG (a path, - for standard output, empty for none)."""
+WEB_THREADS (threads per process), WEB_ACCESS_LOG (a path, - for standard output, empty for none),
+WEB_CONTROL_SOCKET (a path for this instance's control socket, for `gunicornc -s PATH`; empty: none)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 keepalive = 5
 timeout = 60
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None  # empty: no access log
+# gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl): a second console on the host would take it over, and remove it on exit.
+# Off unless this instance is given its own path.
+control_socket_disable = not os.environ.get("WEB_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["WEB_CONTROL_SOCKET"]
 
 
 def post_worker_init(worker: Any) -> None:

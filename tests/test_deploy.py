@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,20 +68,19 @@ def test_no_cdn_assets_in_templates():
         assert "https://" not in text and "http://" not in text and "//cdn" not in text, path
 
 
-def test_the_production_web_config_serves(tmp_path: Path) -> None:
-    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers."""
-    import socket
-    import time
-
-    import httpx
-
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path / "gunicorn.log"
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _gunicorn(log: Path, **extra_env: str) -> Iterator[int]:
+    """gunicorn -c config/gunicorn.py (the Procfile's `web`) on a free port, answering /login/."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "XDG_RUNTIME_DIR")}
     env |= {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "WEB_ACCESS_LOG": ""}
-    env |= {"SECURE_SSL_REDIRECT": "false", "ALLOWED_HOSTS": "127.0.0.1"}
+    env |= {"SECURE_SSL_REDIRECT": "false", "ALLOWED_HOSTS": "127.0.0.1", **extra_env}
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("gunicorn")), "-c", "config/gunicorn.py"],
@@ -86,7 +90,7 @@ def test_the_production_web_config_serves(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         response = None
         while time.monotonic() < deadline and server.poll() is None:
             try:
@@ -95,7 +99,41 @@ def test_the_production_web_config_serves(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert response is not None and response.status_code == 200, log.read_text()
-        assert "Using worker: gthread" in log.read_text()
+        yield port
     finally:
         server.terminate()
-        server.wait(10)
+        server.wait(20)
+
+
+def test_the_production_web_config_serves(tmp_path: Path) -> None:
+    """The Procfile's `web`: gunicorn with config/gunicorn.py (its worker hook included) answers."""
+    log = tmp_path / "gunicorn.log"
+    with _gunicorn(log):
+        assert "Using worker: gthread" in log.read_text()
+
+
+def test_two_consoles_on_one_host_do_not_share_a_control_socket(tmp_path: Path) -> None:
+    """gunicorn's control socket sits at one path per user unless told otherwise: a second console
+    started by the same user would take it over (and delete it when it stops). It is off by default,
+    and when asked for, each instance has its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    with _gunicorn(logs[0], HOME=str(home)), _gunicorn(logs[1], HOME=str(home)):
+        assert not any("Control socket listening" in log.read_text() for log in logs)
+        assert not list(home.rglob("*.ctl"))
+    sockets = [tmp_path / "a.ctl", tmp_path / "b.ctl"]
+    with (
+        _gunicorn(logs[0], HOME=str(home), WEB_CONTROL_SOCKET=str(sockets[0])) as port_a,
+        _gunicorn(logs[1], HOME=str(home), WEB_CONTROL_SOCKET=str(sockets[1])) as port_b,
+    ):
+        gunicornc = str(Path(sys.executable).with_name("gunicornc"))
+        for path, port in zip(sockets, (port_a, port_b), strict=True):
+            answer = subprocess.run(
+                [gunicornc, "-s", str(path), "-j", "-c", "show config"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
+            assert f"127.0.0.1:{port}" in answer.stdout, answer.stdout
