@@ -247,6 +247,11 @@ HEALTH_UP_AFTER = env.int("HEALTH_UP_AFTER", default=2)
 HEALTH_RESULTS_KEEP = env.int("HEALTH_RESULTS_KEEP", default=500)
 # Where CDB's services answer: {name} and {port} are filled per service (e.g. http://cdb_risk:8002).
 CDB_BASE_URL = env.str("CDB_BASE_URL", default="http://{name}:{port}")
+# Where health checks and Prometheus queries may go: host names, IP addresses or networks. Unset: CDB's
+# container names (detection/data/services.yaml), cdb_prometheus and loopback (detection/outbound.py).
+DETECTION_ALLOWED_HOSTS = env.list("DETECTION_ALLOWED_HOSTS", default=None)
+# The longest any health check or Prometheus query may wait (seconds), checked in admin and at use.
+DETECTION_MAX_TIMEOUT = env.float("DETECTION_MAX_TIMEOUT", default=10.0)
 # Prometheus's HTTP API; empty disables rule evaluation.
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_EVAL_SECONDS = env.float("PROMETHEUS_EVAL_SECONDS", default=15.0)

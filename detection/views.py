@@ -118,5 +118,7 @@ def board(request: HtmxHttpRequest) -> HttpResponse:
     """Services, recent signals and rule states; the page re-fetches its #board partial every 5 s."""
     if not request.user.has_perm("incidents.view_incident"):
         raise PermissionDenied("The status board needs a role (viewer or above).")
-    context = {"board": selectors.board()}
+    # What services answered can be anything an edited URL reaches: leads and above only.
+    show_replies = request.user.has_perm("detection.view_health_reply")
+    context = {"board": selectors.board(), "show_replies": show_replies}
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, context)
