@@ -39,6 +39,8 @@ class Job:
     age: str
     failing: bool = False
     error: str = ""
+    failing_since: datetime | None = None  # the first failure since the last success
+    failing_for: str = ""  # its age: "3 min"
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,17 @@ def liveness(*, now: datetime | None = None) -> Liveness:
     for name in names:
         row = rows.get(name)
         last = row.last_seen if row else None
+        failing = bool(row and row.failing)
+        since = (row.failing_since or row.failed_at) if row and failing else None
         jobs.append(
             Job(
                 name=name,
                 last_seen=last,
                 age=age_since(last, now),
-                failing=bool(row and row.failing),
+                failing=failing,
                 error=row.last_error if row else "",
+                failing_since=since,
+                failing_for=age_since(since, now),
             )
         )
     newest = max((j.last_seen for j in jobs if j.last_seen is not None), default=None)
