@@ -191,6 +191,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# GET /metrics (Prometheus): a bearer token, and/or the networks that may scrape without one (the
+# direct peer's address: a proxy in front counts as the peer). Neither set: closed.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Prometheus scrapes gunicorn directly on the internal network too: no redirect to HTTPS there.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+
 # How often the live incident page asks "has anything changed?" (milliseconds).
 LIVE_POLL_MS = env.int("LIVE_POLL_MS", default=1500)
 

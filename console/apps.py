@@ -11,6 +11,8 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Console"
 
     def ready(self) -> None:
+        from console import metrics
         from console.roles import on_post_migrate
 
         post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="console-sync-roles")
+        metrics.register("console.jobs", metrics.JobsCollector())

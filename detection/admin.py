@@ -18,6 +18,9 @@ class MonitoredServiceAdmin(admin.ModelAdmin):
         "last_latency_ms",
         "last_detail",
         "last_reply",
+        "checks_up",
+        "checks_degraded",
+        "checks_down",
     ]
 
 

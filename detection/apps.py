@@ -23,6 +23,7 @@ class DetectionConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        from detection import panels
+        from detection import metrics, panels
 
         panels.register()
+        metrics.register()

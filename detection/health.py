@@ -331,6 +331,8 @@ def health_record(*, service_id: int, result: CheckResult) -> str | None:
         latency_ms=result.latency_ms,
         detail=result.detail[:DETAIL_MAX],
     )
+    counter = {"up": "checks_up", "degraded": "checks_degraded"}.get(str(result.state), "checks_down")
+    setattr(service, counter, getattr(service, counter) + 1)
     healthy = result.state == Health.UP
     service.successes = service.successes + 1 if healthy else 0
     service.failures = 0 if healthy else service.failures + 1
@@ -351,6 +353,7 @@ def health_record(*, service_id: int, result: CheckResult) -> str | None:
             "last_latency_ms",
             "last_detail",
             "last_reply",
+            counter,
         ]
     )
     # unknown → up resolves nothing: it is a fresh service's first healthy streak.

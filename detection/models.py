@@ -110,6 +110,10 @@ class MonitoredService(models.Model):
     last_reply = models.CharField(
         max_length=300, blank=True, help_text="What the service answered (shown to leads and above)."
     )
+    # Checks recorded by result, for /metrics (results themselves are pruned; these only grow).
+    checks_up = models.PositiveBigIntegerField(default=0)
+    checks_degraded = models.PositiveBigIntegerField(default=0)
+    checks_down = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-core", "name"]

@@ -7,7 +7,6 @@ incidents right after (detection.services).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from console.http import HtmxHttpRequest
+from console.http import HtmxHttpRequest, bearer_matches
 from detection import selectors
+from detection.metrics import WEBHOOK_REQUESTS
 from detection.models import Source
 from detection.services import AlertInput, signals_receive
 from detection.webhooks import PayloadError, parse_alertmanager, parse_grafana
@@ -37,19 +37,6 @@ def _error(status: int, message: str, **headers: str) -> JsonResponse:
     for key, value in headers.items():
         response[key.replace("_", "-")] = value
     return response
-
-
-def bearer_matches(request: HttpRequest, expected: str) -> bool:
-    """Whether the request carries `Authorization: Bearer <expected>`. An empty `expected` matches
-    nothing: an endpoint is never open by default. Compared as bytes in constant time: a header with
-    characters outside ASCII is simply a wrong token (compare_digest refuses such text)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not expected or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(
-        token.strip().encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
 
 
 def _authorised(request: HttpRequest, source: str) -> bool:
@@ -94,16 +81,27 @@ def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[Aler
     return JsonResponse({"received": len(alerts), "new": result.new, "duplicates": result.duplicates})
 
 
+def _counted(request: HttpRequest, source: str, parse: Callable[[Any], list[AlertInput]]) -> HttpResponse:
+    """The webhook's answer, counted by status for /metrics (an unexpected error counts as 500)."""
+    try:
+        response = _webhook(request, source, parse)
+    except Exception:
+        WEBHOOK_REQUESTS.labels(source=source, status="500").inc()
+        raise
+    WEBHOOK_REQUESTS.labels(source=source, status=str(response.status_code)).inc()
+    return response
+
+
 @csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.
 @login_not_required
 def alertmanager(request: HttpRequest) -> HttpResponse:
-    return _webhook(request, Source.ALERTMANAGER, parse_alertmanager)
+    return _counted(request, Source.ALERTMANAGER, parse_alertmanager)
 
 
 @csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.
 @login_not_required
 def grafana(request: HttpRequest) -> HttpResponse:
-    return _webhook(request, Source.GRAFANA, parse_grafana)
+    return _counted(request, Source.GRAFANA, parse_grafana)
 
 
 # --- Pages --------------------------------------------------------------------------------------

@@ -29,9 +29,10 @@ class KillswitchConfig(AppConfig):
 
     def ready(self) -> None:
         from incidents.timeline import register_kind
-        from killswitch import panels, permissions_audit
+        from killswitch import metrics, panels, permissions_audit
         from killswitch.models import TIMELINE_KIND
 
         permissions_audit.connect()
         panels.register()
+        metrics.register()
         register_kind(TIMELINE_KIND, "Kill switch")
