@@ -175,6 +175,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No remote control (celery inspect/control): its broadcast channel, like gossip's and mingle's (off in
+# the Procfile), is what lets a Redis outage kill a worker for good (README, "Keeping it running").
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -201,12 +204,24 @@ SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 # How often the live incident page asks "has anything changed?" (milliseconds).
 LIVE_POLL_MS = env.int("LIVE_POLL_MS", default=1500)
 
+# Routine traffic is logged only when it goes wrong (ROUTINE_LOG_LEVEL): a task received and
+# succeeded, beat sending one (every few seconds), and runserver's line for each request (every open
+# page polls; 4xx and 5xx are warnings and errors, so they stay), so the console's own messages stay
+# readable in `make run`.
+ROUTINE_LOG_LEVEL = env.str("ROUTINE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "celery.app.trace": {"level": ROUTINE_LOG_LEVEL},
+        "celery.worker.strategy": {"level": ROUTINE_LOG_LEVEL},
+        "celery.beat": {"level": ROUTINE_LOG_LEVEL},
+        "django.server": {"level": ROUTINE_LOG_LEVEL},
+    },
 }
 
 # Kill switch. Targets: `name=file:PATH` or `name=http://risk:8002`, `;`-separated, production first.

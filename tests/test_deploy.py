@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import configparser
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -137,3 +139,68 @@ def test_two_consoles_on_one_host_do_not_share_a_control_socket(tmp_path: Path) 
                 check=True,
             )
             assert f"127.0.0.1:{port}" in answer.stdout, answer.stdout
+
+
+# --- The supervised process set (deploy/systemd) --------------------------------------------------
+
+UNITS = ROOT / "deploy" / "systemd"
+PROCESSES = ("web", "worker", "beat")
+
+
+def _procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+
+
+class _UnitFile(configparser.ConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr  # systemd's keys are case-sensitive
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    unit = _UnitFile(strict=False, interpolation=None)
+    unit.read(UNITS / f"cdb-console-{name}.service")
+    return unit
+
+
+def test_each_process_is_a_service_that_restarts_whatever_its_exit() -> None:
+    procfile = _procfile()
+    assert set(procfile) == set(PROCESSES)
+    for name in PROCESSES:
+        service = _unit(name)["Service"]
+        assert service["ExecStart"] == f"/opt/cdb-console/{procfile[name]}", name  # the Procfile's command
+        assert (service["Restart"], _unit(name)["Unit"]["StartLimitIntervalSec"]) == ("always", "0"), name
+        assert service["WorkingDirectory"] == "/opt/cdb-console" and service["User"] == "cdb-console"
+    # Celery's warm shutdown: SIGTERM to the main process, SIGKILL to the rest only after the timeout.
+    assert (_unit("worker")["Service"]["KillMode"], _unit("worker")["Service"]["KillSignal"]) == (
+        "mixed",
+        "SIGTERM",
+    )
+    assert all(
+        f"{flag} " in procfile["worker"] + " "
+        for flag in ("--without-gossip", "--without-mingle", "--without-heartbeat")
+    )
+    target = (UNITS / "cdb-console.target").read_text()
+    assert all(f"cdb-console-{name}.service" in target for name in PROCESSES)
+
+
+def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own checker, offline: syntax, known keys, and executables that exist (the units are
+    pointed at this checkout for that)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    env = tmp_path / "env"
+    env.write_text("DEBUG=false\n")
+    for unit in UNITS.iterdir():
+        text = (
+            unit.read_text().replace("/opt/cdb-console", str(ROOT)).replace("/etc/cdb-console/env", str(env))
+        )
+        (tmp_path / unit.name).write_text(text)
+    units = sorted(str(p) for p in tmp_path.iterdir() if p.suffix in (".service", ".target"))
+    result = subprocess.run(
+        [analyze, "verify", *units], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
+        result.stdout + result.stderr
+    )
