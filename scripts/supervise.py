@@ -158,6 +158,9 @@ class Supervisor:
             if popen is not None and popen.poll() is not None:
                 code = popen.returncode
                 how = f"signal {-code}" if code < 0 else f"code {code}"
+                # What it left behind (a prefork pool's children) goes before it starts again.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGKILL)
                 if process.pump is not None:
                     process.pump.join(timeout=2)
                 process.popen, process.ready = None, False

@@ -4,7 +4,10 @@
 Three kinds of body per endpoint, 1,000 examples in all: arbitrary JSON (and non-JSON bytes), valid
 payloads shaped like CDB's real alerts (upstream prometheus/alerts.yml, grafana/*.yml), and those
 payloads with mutated fields (wrong types, huge or unicode or NUL text, bad times, missing and extra
-keys, nested junk, a wrong content type, an oversized body).
+keys, nested junk, a wrong content type, an oversized body). A fourth property puts one hostile value
+(NUL, a lone surrogate, text that is not a URL, an odd JSON type, too much text) in each field the
+parser reads, Grafana's own included: it is stored, or refused with a 400 naming that field, never
+accepted by the parser and then refused by the database.
 
 Inputs that once produced a server error (fuzzing found them) are pinned by the tests at the end;
 the random strategies still generate their kind, so each property keeps hunting for new failures.
