@@ -211,6 +211,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No remote control (celery inspect/control): its broadcast channel, like gossip's and mingle's (off in
+# the Procfile), is what lets a Redis outage kill a worker for good (README, "Keeping it running").
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -227,15 +230,34 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# GET /metrics (Prometheus): a bearer token, and/or the networks that may scrape without one (the
+# direct peer's address: a proxy in front counts as the peer). Neither set: closed.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Prometheus scrapes gunicorn directly on the internal network too: no redirect to HTTPS there.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+
 # How often the live incident page asks "has anything changed?" (milliseconds).
 LIVE_POLL_MS = env.int("LIVE_POLL_MS", default=1500)
 
+# Routine traffic is logged only when it goes wrong (ROUTINE_LOG_LEVEL): a task received and
+# succeeded, beat sending one (every few seconds), and runserver's line for each request (every open
+# page polls; 4xx and 5xx are warnings and errors, so they stay), so the console's own messages stay
+# readable in `make run`.
+ROUTINE_LOG_LEVEL = env.str("ROUTINE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "celery.app.trace": {"level": ROUTINE_LOG_LEVEL},
+        "celery.worker.strategy": {"level": ROUTINE_LOG_LEVEL},
+        "celery.beat": {"level": ROUTINE_LOG_LEVEL},
+        "django.server": {"level": ROUTINE_LOG_LEVEL},
+    },
 }
 
 # Kill switch. Targets: `name=file:PATH` or `name=http://risk:8002`, `;`-separated, production first.
@@ -309,6 +331,11 @@ HEALTH_UP_AFTER = env.int("HEALTH_UP_AFTER", default=2)
 HEALTH_RESULTS_KEEP = env.int("HEALTH_RESULTS_KEEP", default=500)
 # Where CDB's services answer: {name} and {port} are filled per service (e.g. http://cdb_risk:8002).
 CDB_BASE_URL = env.str("CDB_BASE_URL", default="http://{name}:{port}")
+# Where health checks and Prometheus queries may go: host names, IP addresses or networks. Unset: CDB's
+# container names (detection/data/services.yaml), cdb_prometheus and loopback (detection/outbound.py).
+DETECTION_ALLOWED_HOSTS = env.list("DETECTION_ALLOWED_HOSTS", default=None)
+# The longest any health check or Prometheus query may wait (seconds), checked in admin and at use.
+DETECTION_MAX_TIMEOUT = env.float("DETECTION_MAX_TIMEOUT", default=10.0)
 # Prometheus's HTTP API; empty disables rule evaluation.
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_EVAL_SECONDS = env.float("PROMETHEUS_EVAL_SECONDS", default=15.0)

@@ -10,7 +10,18 @@ from detection.models import MonitoredService, PrometheusRule, Signal
 class MonitoredServiceAdmin(admin.ModelAdmin):
     list_display = ["name", "url", "check_kind", "judge", "core", "enabled", "state", "last_checked_at"]
     list_filter = ["core", "enabled", "state", "check_kind"]
-    readonly_fields = ["state", "failures", "successes", "last_checked_at", "last_latency_ms", "last_detail"]
+    readonly_fields = [
+        "state",
+        "failures",
+        "successes",
+        "last_checked_at",
+        "last_latency_ms",
+        "last_detail",
+        "last_reply",
+        "checks_up",
+        "checks_degraded",
+        "checks_down",
+    ]
 
 
 @admin.register(PrometheusRule)

@@ -45,6 +45,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from console.services import heartbeat
+from detection import outbound
 from detection.models import (
     Comparison,
     PrometheusRule,
@@ -66,6 +67,8 @@ BLIND_GROUP = "prometheus:blind"
 BLIND_SEVERITY = 3  # playbook SEV-3 "Missing metrics"
 BLIND_COMPONENT = "cdb_prometheus"
 MAX_SERIES_SHOWN = 10
+# Straight to the configured Prometheus: no redirect followed, no proxy from the environment.
+CLIENT_OPTIONS: dict[str, Any] = {"follow_redirects": False, "trust_env": False}
 
 Labels = dict[str, str]
 Sample = tuple[Labels, float]
@@ -110,12 +113,17 @@ def query(
     through as such. Raises QueryError when Prometheus rejects the query, Unreachable when it does
     not answer (or answers with something that is not its API: a proxy page, a wrong URL).
     """
+    try:
+        outbound.check_url(url)
+    except ValueError as exc:
+        raise Unreachable(f"not queried: {exc}") from exc
+    timeout = outbound.bounded_timeout(timeout)
     endpoint = url.rstrip("/") + "/api/v1/query"
     # Plain seconds: Prometheus reads "2.5" as a float, but refuses "2.5s" (bad_data).
     params = {"query": expr, "timeout": f"{timeout:g}"}
     try:
         if client is None:
-            response = httpx.get(endpoint, params=params, timeout=timeout)
+            response = httpx.get(endpoint, params=params, timeout=timeout, **CLIENT_OPTIONS)
         else:
             response = client.get(endpoint, params=params, timeout=timeout)
     except httpx.TimeoutException as exc:
@@ -234,7 +242,7 @@ def rules_evaluate(now: datetime | None = None, *, client: httpx.Client | None =
     outage: str | None = None
     reached = False
     own_client = client is None
-    http = client or httpx.Client(timeout=timeout)
+    http = client or httpx.Client(timeout=timeout, **CLIENT_OPTIONS)
     try:
         for rule in rules:
             try:

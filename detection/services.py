@@ -428,14 +428,19 @@ def _route_group(
 
 
 def safe_links(*candidates: Any) -> list[str]:
-    """Only http(s) URLs become links; everything else (javascript:, data:, junk) is dropped."""
+    """Only http(s) URLs become links; everything else (javascript:, data:, text that is not a URL,
+    such as `http://[::1` or a port out of range) is dropped."""
     from urllib.parse import urlsplit
 
     links = []
     for value in candidates:
         if not isinstance(value, str) or len(value) > 2000:
             continue
-        parts = urlsplit(value.strip())
-        if parts.scheme in ("http", "https") and parts.netloc:
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+        except ValueError:
+            continue
+        if parts.scheme in ("http", "https") and parts.hostname:
             links.append(value.strip())
     return links

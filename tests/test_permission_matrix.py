@@ -120,6 +120,10 @@ ROWS = [
     Row("detection:alertmanager", "get", dict.fromkeys(PERSONAS, 405), label="get"),
     Row("detection:grafana", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
     Row("detection:grafana", "get", dict.fromkeys(PERSONAS, 405), label="get"),
+    # Prometheus's /metrics: a bearer token (METRICS_TOKEN, unset here) or an allowed network, never
+    # a session.
+    Row("metrics", "get", dict.fromkeys(PERSONAS, 401)),
+    Row("metrics", "post", dict.fromkeys(PERSONAS, 405), label="post", data=lambda c: {}),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     # The login's code step: without a right password first in this session, back to the login page.
     Row("login_code", "get", dict.fromkeys(PERSONAS, LOGIN)),
