@@ -137,7 +137,7 @@ def _gunicorn(log: Path, **extra_env: str) -> Iterator[int]:
     db = connection.settings_dict
     database = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = _gunicorn_env(
-        SECRET_KEY=PRODUCTION_KEY, AUDIT_HMAC_KEY=AUDIT_KEY, DATABASE_URL=database, **extra_env
+        **({"SECRET_KEY": PRODUCTION_KEY, "AUDIT_HMAC_KEY": AUDIT_KEY, "DATABASE_URL": database} | extra_env)
     )
     port = int(env["BIND"].rsplit(":", 1)[1])
     with open(log, "wb") as out:
