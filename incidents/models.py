@@ -69,6 +69,28 @@ class SeverityLevel(models.Model):
     def response_time(self) -> timedelta:
         return timedelta(minutes=self.response_minutes)
 
+    @classmethod
+    def for_level(cls, level: int) -> SeverityLevel:
+        """The playbook's row for `level`, or, when the playbook data is not loaded, the playbook's
+        own figures (unsaved): the rules never silently relax because a table is empty."""
+        return cls.objects.filter(level=level).first() or cls.fallback(level)
+
+    @classmethod
+    def fallback(cls, level: int) -> SeverityLevel:
+        minutes, strict = PLAYBOOK_LEVELS[level]
+        return cls(
+            level=level,
+            name=Severity(level).label,
+            response_minutes=minutes,
+            kill_switch_default=strict,
+            commander_required=strict,
+            pre_recovery_required=strict,
+        )
+
+
+# The playbook's figures (response minutes, SEV-1/SEV-2 strictness), used only without its data.
+PLAYBOOK_LEVELS = {1: (15, True), 2: (60, True), 3: (240, False), 4: (1440, False)}
+
 
 class IncidentType(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
@@ -170,8 +192,21 @@ class Incident(models.Model):
         return self.status in OPEN_STATUSES
 
     @property
+    def level(self) -> SeverityLevel:
+        """The playbook's rules for this incident's severity, read once per instance (and again
+        after a severity change): what a request renders and a service checks agree."""
+        cached = self.__dict__.get("_level")
+        if cached is None or cached.level != self.severity:
+            cached = self.__dict__["_level"] = SeverityLevel.for_level(self.severity)
+        return cached
+
+    @property
     def kill_switch_recommended(self) -> bool:
-        return self.severity <= Severity.SEV2
+        return self.level.kill_switch_default
+
+    @property
+    def commander_missing(self) -> bool:
+        return self.commander_id is None and self.level.commander_required
 
 
 class IncidentChecklistItem(models.Model):

@@ -26,9 +26,9 @@ from incidents.models import (
     SeverityLevel,
     Status,
 )
+from incidents.models import PLAYBOOK_LEVELS
+from incidents.triage import below_suggestion_message, suggested_severity
 
-# Used only when the playbook data has not been loaded (the playbook's own figures).
-FALLBACK_RESPONSE_MINUTES = {1: 15, 2: 60, 3: 240, 4: 1440}
 COMMANDER_PERMS = ("incidents.view_incident", "incidents.change_incident")
 MAX_NOTE = 10_000
 MAX_REASON = 500
@@ -51,11 +51,7 @@ def declare_defaults() -> DeclareDefaults:
 
 
 def response_time(severity: int) -> timedelta:
-    minutes = (
-        SeverityLevel.objects.filter(level=severity).values_list("response_minutes", flat=True).first()
-        or FALLBACK_RESPONSE_MINUTES[severity]
-    )
-    return timedelta(minutes=minutes)
+    return SeverityLevel.for_level(severity).response_time
 
 
 def _lock(incident: Incident | int) -> Incident:
@@ -92,13 +88,15 @@ def incident_declare(
     affected_components: Iterable[str] = (),
     detected_at: datetime | None = None,
     decision_answers: dict[str, Any] | None = None,
+    severity_reason: str = "",
     is_drill: bool = False,
     defaults: DeclareDefaults | None = None,
     signals: Iterable[tuple[str, dict[str, Any]]] = (),
 ) -> Incident:
     """Open an incident.
 
-    1. Validate and compute the acknowledgement deadline from the severity's response time.
+    1. Validate and compute the acknowledgement deadline from the severity's response time. A
+       severity lower than the decision tree's suggestion needs `severity_reason`.
     2. Copy the playbook's checklists and the type's runbook onto the incident (a snapshot:
        later playbook edits never change what this incident shows).
     3. Record the declaration on the timeline, followed by the `signals` (message, data) that
@@ -115,6 +113,7 @@ def incident_declare(
         affected_components=affected_components,
         detected_at=detected_at,
         decision_answers=decision_answers,
+        severity_reason=severity_reason,
         is_drill=is_drill,
         defaults=defaults,
         now=now,
@@ -156,6 +155,7 @@ def incidents_declare(
             affected_components=d.affected_components,
             detected_at=d.detected_at,
             decision_answers=None,
+            severity_reason="",
             is_drill=False,
             defaults=defaults,
             now=now,
@@ -185,6 +185,7 @@ def _prepare_declaration(
     affected_components: Iterable[str],
     detected_at: datetime | None,
     decision_answers: dict[str, Any] | None,
+    severity_reason: str,
     is_drill: bool,
     defaults: DeclareDefaults,
     now: datetime,
@@ -193,11 +194,12 @@ def _prepare_declaration(
     title = _clean_text(title, field="Title", limit=200)
     if severity not in Severity.values:
         raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
+    below = _below_suggestion(decision_answers, severity, severity_reason)
     detected_at = detected_at or now
     if detected_at > now + timedelta(minutes=1):
         raise ActionRefused("Detection time cannot be in the future.")
     components = [c.strip()[:80] for c in affected_components if c and c.strip()]
-    minutes = defaults.response_minutes.get(severity) or FALLBACK_RESPONSE_MINUTES[severity]
+    minutes = defaults.response_minutes.get(severity) or PLAYBOOK_LEVELS[severity][0]
     incident = Incident(
         title=title,
         description=description.strip(),
@@ -211,15 +213,30 @@ def _prepare_declaration(
         declared_by=actor if getattr(actor, "pk", None) else None,
         ack_due_at=detected_at + timedelta(minutes=minutes),
     )
+    data: dict[str, Any] = {"type": incident_type.slug, "components": components, "decision": decision_answers}
+    if below:
+        data["below_suggestion"] = below
     declared = {
         "kind": EventKind.DECLARED,
         "actor": actor,
         "new": incident.get_severity_display(),
         "message": title,
-        "data": {"type": incident_type.slug, "components": components, "decision": decision_answers},
+        "data": data,
         "at": now,
     }
     return incident, declared
+
+
+def _below_suggestion(answers: dict[str, Any] | None, severity: int, reason: str) -> dict[str, Any] | None:
+    """{"suggested", "reason"} when `severity` is lower than the decision tree suggested (a reason is
+    then required), else None."""
+    suggested = suggested_severity(answers)
+    if suggested is None or severity <= suggested:
+        return None
+    reason = _clean_text(reason, field="Reason", limit=MAX_REASON, required=False)
+    if not reason:
+        raise ActionRefused(below_suggestion_message(severity, suggested))
+    return {"suggested": suggested, "reason": reason}
 
 
 def _checklist_items(
@@ -293,7 +310,7 @@ def incident_change_status(
     data: dict[str, Any] = {}
     if to_status == Status.RESOLVED:
         incident.resolved_at = now
-        if override_reason and incident.severity <= Severity.SEV2 and not pre_recovery_complete(incident):
+        if override_reason and incident.level.pre_recovery_required and not pre_recovery_complete(incident):
             data["pre_recovery_override"] = override_reason
     elif to_status == Status.CLOSED:
         incident.closed_at = now
@@ -355,6 +372,7 @@ def incident_change_severity(
     if incident.severity == severity:
         return incident
     reason = _clean_text(reason, field="Reason", limit=MAX_REASON)
+    below = _below_suggestion(incident.decision_answers, severity, reason)
     old = incident.get_severity_display()
     incident.severity = severity
     fields = ["severity"]
@@ -369,6 +387,7 @@ def incident_change_severity(
         old=old,
         new=incident.get_severity_display(),
         message=reason,
+        data={"below_suggestion": below} if below else None,
     )
     return incident
 

@@ -30,7 +30,7 @@ from console.http import HtmxHttpRequest
 from incidents import forms, panels, selectors, services
 from incidents.lifecycle import ACTION_LABELS, ActionRefused, allowed_targets
 from incidents.models import Incident, IncidentType, SeverityLevel, Status
-from incidents.triage import describe_answers
+from incidents.triage import QUESTIONS, describe_answers
 
 CHANGED = "incident-changed"
 
@@ -85,6 +85,7 @@ def declare(request: HtmxHttpRequest) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 affected_components=forms.split_components(form.cleaned_data["affected_components"]),
                 decision_answers=form.decision_answers(),
+                severity_reason=form.cleaned_data["severity_reason"],
             )
         except ActionRefused as exc:
             form.add_error(None, str(exc))
@@ -97,19 +98,30 @@ def declare(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def declare_suggest(request: HtmxHttpRequest) -> HttpResponse:
-    """The decision tree's suggestion for the answers so far (htmx fragment)."""
+    """The decision tree for the answers so far (htmx fragment): the questions it still asks, and
+    its suggestion once an answer decides."""
     if not request.user.has_perm("incidents.add_incident"):
         return _forbidden(request, "Declaring incidents needs the responder role.")
     form = forms.DecisionTreeForm(request.GET)
-    form.is_valid()
-    return render(request, "incidents/incident_declare.html#suggestion", _declare_context(form))
+    return render(request, "incidents/incident_declare.html#tree", _declare_context(form))
 
 
-def _declare_context(form: Form) -> dict[str, Any]:
-    suggestion = None
-    if form.is_bound and form.is_valid() and form.tree_answered():  # type: ignore[attr-defined]
-        suggestion = form.suggestion()  # type: ignore[attr-defined]
-    return {"form": form, "suggestion": suggestion, "levels": SeverityLevel.objects.all()}
+def _declare_context(form: forms.DecisionTreeForm) -> dict[str, Any]:
+    form.is_valid()  # an unbound form stays empty; a bound one is walked as far as its answers go
+    tree = form.walk()
+    levels = {level.level: level for level in SeverityLevel.objects.all()}
+    suggestion = tree.suggestion
+    halt = suggestion is not None and (
+        suggestion.tree_halts
+        or (levels.get(suggestion.severity) or SeverityLevel.fallback(suggestion.severity)).kill_switch_default
+    )
+    return {
+        "form": form,
+        "asked": tree.asked if tree.suggestion else QUESTIONS,
+        "suggestion": suggestion,
+        "suggest_halt": halt,
+        "levels": levels.values(),
+    }
 
 
 # --- The live incident page ---------------------------------------------------------------

@@ -53,7 +53,7 @@ def run_main_flow(open_session: Any, responder: Any, viewer: Any) -> FlowResult:
 
     # Declare through the decision tree: no money lost, one service down, not degraded.
     page.goto("/incidents/declare/")
-    expect(page.locator("#suggestion")).to_contain_text("Answer all three questions")
+    expect(page.locator("#suggestion")).to_contain_text("Answer the questions in order")
     page.locator("input[name=losing_money][value=no]").check()
     page.locator("input[name=services_down][value=one]").check()
     page.locator("input[name=degraded][value=no]").check()

@@ -39,7 +39,7 @@ class TestDeclare:
         assert incident.decision_answers == {
             "losing_money": False,
             "services_down": "one",
-            "degraded": False,
+            "degraded": None,  # not asked: a service down decided
             "suggested": 2,
             "activate_kill_switch": True,
         }
@@ -48,7 +48,7 @@ class TestDeclare:
 
     def test_an_explicit_severity_wins_over_the_suggestion(self, client, responder):
         client.force_login(responder)
-        self.post(client, losing_money="yes", services_down="none", degraded="no", severity="3")
+        self.post(client, losing_money="yes", severity="3", severity_reason="Paper trading only")
         incident = Incident.objects.get()
         assert incident.severity == 3
         assert incident.decision_answers["suggested"] == 1
@@ -64,7 +64,7 @@ class TestDeclare:
         client.force_login(responder)
         response = self.post(client, losing_money="no", severity="2", title="Keep me")
         assert response.status_code == 422
-        assert "Answer all three" in response.content.decode()
+        assert "Finish the decision tree" in response.content.decode()
         assert 'value="Keep me"' in response.content.decode()
 
     def test_unknown_severity_and_type_are_form_errors(self, client, responder):
@@ -80,7 +80,7 @@ class TestDeclare:
         )
         body = response.content.decode()
         assert response.status_code == 200
-        assert body.lstrip().startswith('<div id="suggestion"')
+        assert body.lstrip().startswith('<div id="tree"')
         assert "SEV-1" in body and "activate the kill switch" in body
 
     def test_viewer_may_not_declare(self, client, viewer):
