@@ -6,7 +6,15 @@ from django import forms
 
 from incidents.lifecycle import TRANSITIONS
 from incidents.models import IncidentType, Severity, SeverityLevel, Status
-from incidents.triage import QUESTIONS, SERVICES_DOWN_CHOICES, Suggestion, Walk, below_suggestion_message, walk
+from incidents.services import UNSEEN, Unseen
+from incidents.triage import (
+    QUESTIONS,
+    SERVICES_DOWN_CHOICES,
+    Suggestion,
+    Walk,
+    below_suggestion_message,
+    walk,
+)
 
 YES_NO = [("no", "No"), ("yes", "Yes")]
 USE_SUGGESTION = ""
@@ -79,9 +87,13 @@ class DeclareForm(DecisionTreeForm):
         chosen = data.get("severity")
         if chosen is None and suggestion is None:
             self.add_error("severity", "Choose a severity or answer the decision tree.")
-        elif chosen is not None and suggestion is not None and chosen > suggestion.severity:
-            if not (data.get("severity_reason") or "").strip():
-                self.add_error("severity_reason", below_suggestion_message(chosen, suggestion.severity))
+        elif (
+            chosen is not None
+            and suggestion is not None
+            and chosen > suggestion.severity
+            and not (data.get("severity_reason") or "").strip()
+        ):
+            self.add_error("severity_reason", below_suggestion_message(chosen, suggestion.severity))
         return data
 
     def decision_answers(self) -> dict[str, Any] | None:
@@ -114,6 +126,10 @@ class TransitionForm(forms.Form):
 class SeverityForm(forms.Form):
     severity = forms.TypedChoiceField(choices=Severity.choices, coerce=int)
     reason = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"placeholder": "Why the change?"}))
+    # What the person saw (a hidden input): a change decided on a stale page is refused.
+    from_severity = forms.TypedChoiceField(
+        choices=Severity.choices, coerce=int, empty_value=None, required=False, widget=forms.HiddenInput
+    )
 
 
 class CommanderForm(forms.Form):
@@ -121,10 +137,30 @@ class CommanderForm(forms.Form):
         queryset=None,  # type: ignore[arg-type]
         empty_label="— choose —",
     )
+    from_commander = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, candidates: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["commander"].queryset = candidates  # type: ignore[attr-defined]
+
+    def clean_from_commander(self) -> int | Unseen | None:
+        """The commander's id the page showed, None for "none yet"; UNSEEN if the form was not sent
+        by the page (nothing to compare with)."""
+        if "from_commander" not in self.data:
+            return UNSEEN
+        value = self.cleaned_data["from_commander"].strip()
+        if not value:
+            return None
+        if not value.isdigit():
+            raise forms.ValidationError("Reload the page: the form is damaged.")
+        return int(value)
+
+
+class TypeForm(forms.Form):
+    incident_type = forms.ModelChoiceField(
+        queryset=IncidentType.objects.all(), empty_label=None, label="Incident type"
+    )
+    from_type = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
 
 
 class NoteForm(forms.Form):
@@ -144,6 +180,20 @@ class EditForm(forms.Form):
     title = forms.CharField(max_length=200)
     affected_components = forms.CharField(required=False, max_length=1000)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=20_000)
+    # The values the form showed (hidden): only what the person changed is written, and a field
+    # someone else changed meanwhile is refused instead of overwritten.
+    seen_title = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+    seen_affected_components = forms.CharField(required=False, max_length=1000, widget=forms.HiddenInput)
+    seen_description = forms.CharField(required=False, max_length=20_000, widget=forms.HiddenInput)
+
+    def seen(self) -> dict[str, Any] | None:
+        if "seen_title" not in self.data:
+            return None
+        return {
+            "title": self.cleaned_data["seen_title"],
+            "description": self.cleaned_data["seen_description"],
+            "affected_components": split_components(self.cleaned_data["seen_affected_components"]),
+        }
 
 
 class FilterForm(forms.Form):

@@ -38,6 +38,7 @@ class EventKind(models.TextChoices):
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     STATUS_CHANGED = "status_changed", "Status changed"
     SEVERITY_CHANGED = "severity_changed", "Severity changed"
+    TYPE_CHANGED = "type_changed", "Type changed"
     COMMANDER_ASSIGNED = "commander_assigned", "Commander assigned"
     NOTE = "note", "Note"
     CHECKLIST_ITEM = "checklist_item", "Checklist"

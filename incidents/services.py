@@ -3,6 +3,7 @@ same transaction, or changes nothing (a double click, a refused action)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from incidents import timeline
 from incidents.lifecycle import ActionRefused, check_transition
 from incidents.models import (
+    PLAYBOOK_LEVELS,
     Checklist,
     ChecklistKind,
     EventKind,
@@ -26,12 +28,21 @@ from incidents.models import (
     SeverityLevel,
     Status,
 )
-from incidents.models import PLAYBOOK_LEVELS
 from incidents.triage import below_suggestion_message, suggested_severity
 
 COMMANDER_PERMS = ("incidents.view_incident", "incidents.change_incident")
 MAX_NOTE = 10_000
 MAX_REASON = 500
+SOMEONE_CHANGED_IT = "(someone changed it); nothing changed."
+
+
+class Unseen(enum.Enum):
+    """What a caller passes when it cannot say what the person saw (a task, a script)."""
+
+    TOKEN = 0
+
+
+UNSEEN = Unseen.TOKEN
 
 
 @dataclass(frozen=True)
@@ -213,7 +224,11 @@ def _prepare_declaration(
         declared_by=actor if getattr(actor, "pk", None) else None,
         ack_due_at=detected_at + timedelta(minutes=minutes),
     )
-    data: dict[str, Any] = {"type": incident_type.slug, "components": components, "decision": decision_answers}
+    data: dict[str, Any] = {
+        "type": incident_type.slug,
+        "components": components,
+        "decision": decision_answers,
+    }
     if below:
         data["below_suggestion"] = below
     declared = {
@@ -297,8 +312,7 @@ def incident_change_status(
         return incident
     if from_status and incident.status != from_status:
         raise ActionRefused(
-            f"{incident.reference} is now {incident.get_status_display()} (someone changed it); "
-            "nothing changed."
+            f"{incident.reference} is now {incident.get_status_display()} {SOMEONE_CHANGED_IT}"
         )
     override_reason = _clean_text(override_reason, field="Override reason", limit=MAX_REASON, required=False)
     check_transition(incident, to_status, override_reason=override_reason)
@@ -332,12 +346,19 @@ def incident_change_status(
 
 
 @transaction.atomic
-def incident_assign_commander(*, incident: Incident | int, actor: User, commander: User) -> Incident:
-    """Make `commander` the incident commander and give them object permission to edit it."""
+def incident_assign_commander(
+    *, incident: Incident | int, actor: User, commander: User, from_commander: int | Unseen | None = UNSEEN
+) -> Incident:
+    """Make `commander` the incident commander and give them object permission to edit it.
+    `from_commander` is the commander's id the person saw (None: none yet): if it changed meanwhile,
+    the same choice changes nothing and another is refused."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
     if incident.commander_id == commander.pk:
         return incident
+    if from_commander is not UNSEEN and incident.commander_id != from_commander:
+        now = incident.commander.get_username() if incident.commander else "nobody"
+        raise ActionRefused(f"{incident.reference}'s commander is now {now} {SOMEONE_CHANGED_IT}")
     if not commander.is_active or not commander.has_perm("incidents.act_on_incident"):
         raise ActionRefused(
             f"{commander.get_username()} cannot command incidents (needs the responder role)."
@@ -362,15 +383,26 @@ def incident_assign_commander(*, incident: Incident | int, actor: User, commande
 
 @transaction.atomic
 def incident_change_severity(
-    *, incident: Incident | int, actor: User | None, severity: int, reason: str
+    *,
+    incident: Incident | int,
+    actor: User | None,
+    severity: int,
+    reason: str,
+    from_severity: int | None = None,
 ) -> Incident:
-    """Change severity with a reason. Before acknowledgement the deadline follows the new severity."""
+    """Change severity with a reason. Before acknowledgement the deadline follows the new severity.
+    `from_severity` is what the person saw: if it changed meanwhile, the same change does nothing and
+    another is refused. Lower than the decision tree's suggestion: the timeline row says so."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
     if severity not in Severity.values:
         raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
     if incident.severity == severity:
         return incident
+    if from_severity is not None and incident.severity != from_severity:
+        raise ActionRefused(
+            f"{incident.reference} is now {incident.get_severity_display()} {SOMEONE_CHANGED_IT}"
+        )
     reason = _clean_text(reason, field="Reason", limit=MAX_REASON)
     below = _below_suggestion(incident.decision_answers, severity, reason)
     old = incident.get_severity_display()
@@ -436,14 +468,35 @@ def incident_edit(
     title: str,
     description: str,
     affected_components: Iterable[str],
+    seen: dict[str, Any] | None = None,
 ) -> Incident:
+    """Edit the free-text fields. `seen` holds the values the person's form showed: a field they
+    left as it was is not written (someone else's change to it stays), and a field they changed that
+    someone else changed too is a conflict: refused, naming it, nothing written."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
     new = {
         "title": _clean_text(title, field="Title", limit=200),
         "description": (description or "").strip(),
-        "affected_components": [c.strip()[:80] for c in affected_components if c and c.strip()],
+        "affected_components": _components(affected_components),
     }
+    if seen is not None:
+        seen = {
+            "title": (seen.get("title") or "").strip(),
+            "description": (seen.get("description") or "").strip(),
+            "affected_components": _components(seen.get("affected_components") or []),
+        }
+        new = {f: v for f, v in new.items() if v != seen[f]}
+        conflicts = [f for f in new if getattr(incident, f) != seen[f] and getattr(incident, f) != new[f]]
+        if conflicts:
+            raise ActionRefused(
+                " ".join(
+                    f"Someone changed the {f.replace('_', ' ')} while you were editing "
+                    f"(now: “{_shown(getattr(incident, f))}”)."
+                    for f in conflicts
+                )
+                + " Nothing was saved; your text is below."
+            )
     changes = {f: [getattr(incident, f), v] for f, v in new.items() if getattr(incident, f) != v}
     if not changes:
         return incident
@@ -457,6 +510,64 @@ def incident_edit(
         old=", ".join(changes),
         message="Changed " + ", ".join(f.replace("_", " ") for f in changes),
         data={"changes": changes},
+    )
+    return incident
+
+
+def _components(values: Iterable[str]) -> list[str]:
+    return [c.strip()[:80] for c in values if c and c.strip()]
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    text = ", ".join(value) if isinstance(value, list) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@transaction.atomic
+def incident_change_type(
+    *, incident: Incident | int, actor: User, incident_type: IncidentType, from_type: str | None = None
+) -> Incident:
+    """Change the incident's type.
+
+    1. Lock; a closed incident keeps its type; the same type changes nothing. `from_type` is the
+       type's slug the person saw: if it changed meanwhile, another choice is refused.
+    2. Append the new type's runbook steps the incident's runbook does not have yet, after the
+       existing ones: what was ticked stays ticked, nothing is removed.
+    3. One timeline row, with how many steps were added.
+    """
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    if incident.incident_type_id == incident_type.pk:
+        return incident
+    current = incident.incident_type
+    if from_type is not None and current.slug != from_type:
+        raise ActionRefused(f"{incident.reference}'s type is now {current.name} {SOMEONE_CHANGED_IT}")
+    existing = list(
+        incident.checklist_items.filter(kind=ChecklistKind.RUNBOOK).values_list("position", "text")
+    )
+    have = {text for _, text in existing}
+    position = max((p for p, _ in existing), default=-1) + 1
+    added: list[IncidentChecklistItem] = []
+    for step in incident_type.runbook_steps:
+        text = str(step)[:300]
+        if text in have:
+            continue
+        have.add(text)
+        added.append(
+            IncidentChecklistItem(
+                incident=incident, kind=ChecklistKind.RUNBOOK, position=position + len(added), text=text
+            )
+        )
+    IncidentChecklistItem.objects.bulk_create(added)
+    incident.incident_type = incident_type
+    incident.save(update_fields=["incident_type"])
+    timeline.record(
+        incident,
+        kind=EventKind.TYPE_CHANGED,
+        actor=actor,
+        old=current.name,
+        new=incident_type.name,
+        data={"from": current.slug, "to": incident_type.slug, "added_steps": len(added)},
     )
     return incident
 

@@ -72,9 +72,14 @@ def walk(answers: Mapping[str, str | None]) -> Walk:
     if not down:
         return Walk(("losing_money", "services_down"), None)
     if down == "core":
-        return Walk(("losing_money", "services_down"), Suggestion(Severity.SEV1, ("A core service is completely down",)))
+        return Walk(
+            ("losing_money", "services_down"),
+            Suggestion(Severity.SEV1, ("A core service is completely down",)),
+        )
     if down == "one":
-        return Walk(("losing_money", "services_down"), Suggestion(Severity.SEV2, ("One service is completely down",)))
+        return Walk(
+            ("losing_money", "services_down"), Suggestion(Severity.SEV2, ("One service is completely down",))
+        )
     degraded = answers.get("degraded")
     asked = ("losing_money", "services_down", "degraded")
     if not degraded:

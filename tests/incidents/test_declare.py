@@ -31,7 +31,7 @@ def suggest(client, **answers):
 def test_the_tree_stops_asking_once_money_is_being_lost(client, responder):
     client.force_login(responder)
     body = suggest(client, losing_money="yes")
-    assert "Suggested: <span class=\"sev sev-1\">SEV-1</span>" in body
+    assert 'Suggested: <span class="sev sev-1">SEV-1</span>' in body
     assert 'id="q-services_down" hidden disabled' in body
     assert 'id="q-degraded" hidden disabled' in body
     response = post(client, losing_money="yes")
@@ -103,14 +103,19 @@ def test_a_lower_severity_with_a_reason_is_declared_and_the_reason_is_on_the_tim
     incident = Incident.objects.get()
     assert incident.severity == 3
     declared = incident.events.get(kind=EventKind.DECLARED)
-    assert declared.data["below_suggestion"] == {"suggested": 1, "reason": "Paper trading only, no real money"}
+    assert declared.data["below_suggestion"] == {
+        "suggested": 1,
+        "reason": "Paper trading only, no real money",
+    }
     page = client.get(reverse("incidents:detail", args=[incident.pk])).content.decode()
     assert "below the decision tree's SEV-1: Paper trading only, no real money" in page
 
 
 def test_a_higher_severity_than_suggested_needs_no_reason(client, responder):
     client.force_login(responder)
-    assert post(client, losing_money="no", services_down="none", degraded="yes", severity="1").status_code == 302
+    assert (
+        post(client, losing_money="no", services_down="none", degraded="yes", severity="1").status_code == 302
+    )
     assert Incident.objects.get().severity == 1
 
 

@@ -108,7 +108,7 @@ def test_the_decision_trees_kill_switch_advice_follows_the_suggested_level(clien
     client.force_login(responder)
     answers = {"losing_money": "no", "services_down": "one", "degraded": "no"}
     body = client.get(reverse("incidents:declare_suggest"), answers).content.decode()
-    assert "Suggested: <span class=\"sev sev-2\">SEV-2</span>" in body and "activate the kill switch" in body
+    assert 'Suggested: <span class="sev sev-2">SEV-2</span>' in body and "activate the kill switch" in body
     flag(2, kill_switch_default=False)
     body = client.get(reverse("incidents:declare_suggest"), answers).content.decode()
     assert "SEV-2" in body and "activate the kill switch" not in body
@@ -133,6 +133,9 @@ def test_the_page_marks_the_missing_commander_and_the_required_checklist_by_the_
     page2 = client.get(reverse("incidents:detail", args=[sev2.pk])).content.decode()
     assert 'data-testid="commander-missing"' in page3 and 'data-testid="commander-missing"' not in page2
     assert "required to resolve" in page3 and "required to resolve" not in page2
+    # Resolving with an override is offered to the lead where the checklist is required.
+    services.incident_assign_commander(incident=sev3, actor=lead, commander=responder)
+    page3 = client.get(reverse("incidents:detail", args=[sev3.pk])).content.decode()
     assert 'id="override-form"' in page3 and 'id="override-form"' not in page2
 
 
