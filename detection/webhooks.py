@@ -134,6 +134,7 @@ def _alerts(
                 links=safe_links(generator, annotations.get("runbook_url"), *extra_links(alert)),
                 group_key=f"{source}:{group_key(labels)}",
                 component=labels.get("service") or labels.get("job") or "",
+                incident_type=labels.get("incident_type", "").strip(),
             )
         )
     return parsed

@@ -101,6 +101,11 @@ class IncidentType(models.Model):
         max_length=30, blank=True, help_text="CDB reason if the runbook halts."
     )
     runbook_steps = models.JSONField(default=list, blank=True)
+    alert_names = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Alert names (Alertmanager's alertname, Grafana's rule title) that open this type.",
+    )
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

@@ -139,6 +139,7 @@ def incident_declare(
 class Declaration:
     """One incident an alert opens (see `incidents_declare`)."""
 
+    incident_type: IncidentType
     title: str
     severity: int
     description: str
@@ -149,7 +150,7 @@ class Declaration:
 
 @transaction.atomic
 def incidents_declare(
-    *, incident_type: IncidentType, declarations: list[Declaration], defaults: DeclareDefaults | None = None
+    *, declarations: list[Declaration], defaults: DeclareDefaults | None = None
 ) -> list[Incident]:
     """Open several incidents at once, declared by no one: alert routing's bursts. Each is exactly
     what `incident_declare` would open, in one INSERT for all the incidents, one for all their
@@ -160,7 +161,7 @@ def incidents_declare(
         _prepare_declaration(
             actor=None,
             title=d.title,
-            incident_type=incident_type,
+            incident_type=d.incident_type,
             severity=d.severity,
             description=d.description,
             affected_components=d.affected_components,
@@ -175,7 +176,9 @@ def incidents_declare(
     ]
     incidents = Incident.objects.bulk_create([incident for incident, _ in prepared])
     IncidentChecklistItem.objects.bulk_create(
-        item for incident in incidents for item in _checklist_items(incident, incident_type, defaults)
+        item
+        for incident, d in zip(incidents, declarations, strict=True)
+        for item in _checklist_items(incident, d.incident_type, defaults)
     )
     timeline.record_many_incidents(
         {
