@@ -70,7 +70,7 @@ def test_a_services_type_edited_in_admin_is_the_one_its_incidents_open_with(clie
     assert Incident.objects.get().incident_type.slug == "exchange-api-failure"
     # Reloading the file keeps the edit, as it keeps the other admin edits.
     call_command("load_services", verbosity=0)
-    assert MonitoredService.objects.get(pk=service.pk).incident_type.slug == "exchange-api-failure"
+    assert MonitoredService.objects.get(pk=service.pk).incident_type == itype("exchange-api-failure")
 
 
 def test_the_services_file_names_a_known_type_or_is_refused(tmp_path: Any) -> None:
