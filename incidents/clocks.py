@@ -17,13 +17,22 @@ URGENT_BELOW = 0.1
 
 @dataclass(frozen=True)
 class Clock:
-    text: str
+    # What it says, in parts ("acked in 4:12", "resolved in 1:02:33") a narrow screen may wrap between.
+    parts: tuple[str, ...]
     # ok (green), warn (amber), urgent (red), overdue (red, blinking), done (met), late (met late)
     urgency: str
     # Set while it runs: the page's script counts down to `deadline` from `start`.
     deadline: datetime | None = None
     start: datetime | None = None
     title: str = ""
+
+    @property
+    def text(self) -> str:
+        return " · ".join(self.parts)
+
+    @property
+    def running(self) -> bool:
+        return self.deadline is not None
 
 
 def format_duration(seconds: float) -> str:
@@ -56,17 +65,17 @@ def sla_clock(incident: Incident, now: datetime) -> Clock:
             resolved = format_duration((incident.resolved_at - incident.detected_at).total_seconds())
             parts.append(f"resolved in {resolved}")
         return Clock(
-            text=" · ".join(parts),
+            parts=tuple(parts),
             urgency="late" if late else "done",
             title=f"Acknowledged {incident.acknowledged_at:%Y-%m-%d %H:%M:%S %Z}, measured from detection",
         )
     if not incident.is_open:
-        return Clock(text="never acknowledged", urgency="late")
+        return Clock(parts=("never acknowledged",), urgency="late")
     left = (incident.ack_due_at - now).total_seconds()
     window = (incident.ack_due_at - incident.detected_at).total_seconds()
     text = f"ack due in {format_duration(left)}" if left >= 0 else f"ack overdue by {format_duration(-left)}"
     return Clock(
-        text=text,
+        parts=(text,),
         urgency=urgency(left, window),
         deadline=incident.ack_due_at,
         start=incident.detected_at,

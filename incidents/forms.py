@@ -207,7 +207,12 @@ class FilterForm(forms.Form):
     )
     type = forms.MultipleChoiceField(choices=[], required=False, widget=forms.CheckboxSelectMultiple)
     mine = forms.BooleanField(required=False)
-    q = forms.CharField(required=False, max_length=200, label="Search closed incidents")
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Title, description or INC-42"}),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
