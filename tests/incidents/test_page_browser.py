@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FloatRect, Page, ViewportSize, expect
 
 from incidents import services
 from incidents.clocks import format_duration
@@ -28,8 +28,8 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results"
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1440, "height": 900}
+PHONE = ViewportSize(width=390, height=844)
+LAPTOP = ViewportSize(width=1440, height=900)
 LIVE_MS = 3000
 
 
@@ -40,13 +40,13 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def box(page: Page, selector: str) -> dict[str, float]:
+def box(page: Page, selector: str) -> FloatRect:
     found = page.locator(selector).first.bounding_box()
     assert found is not None, f"{selector} is not rendered"
     return found
 
 
-def within_first_screen(page: Page, selector: str) -> dict[str, float]:
+def within_first_screen(page: Page, selector: str) -> FloatRect:
     """The element's box, asserted to lie wholly inside the viewport as the page first shows."""
     size = page.viewport_size
     assert size is not None
@@ -82,7 +82,7 @@ def busy_incident(actor: Any, *, severity: int = Severity.SEV1, notes: int = 12)
 
 
 def open_page(
-    open_session: Any, user: Any, incident: Incident, *, viewport: dict[str, int], **kw: Any
+    open_session: Any, user: Any, incident: Incident, *, viewport: ViewportSize, **kw: Any
 ) -> Session:
     session: Session = open_session(user, **kw)
     session.page.set_viewport_size(viewport)
