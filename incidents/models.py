@@ -56,9 +56,18 @@ class SeverityLevel(models.Model):
     description = models.CharField(max_length=300)
     response_minutes = models.PositiveIntegerField(help_text="Detection to acknowledgement.")
     examples = models.JSONField(default=list, blank=True)
-    kill_switch_default = models.BooleanField(default=False, help_text="Playbook default: activate?")
-    commander_required = models.BooleanField(default=False)
-    pre_recovery_required = models.BooleanField(default=False)
+    # The severity's rules, read live: an edit here changes what the console allows at once.
+    kill_switch_default = models.BooleanField(
+        default=False,
+        help_text="Playbook default: activate the kill switch (the page and the tree advise it).",
+    )
+    commander_required = models.BooleanField(
+        default=False, help_text="An incident commander before the incident leaves triage."
+    )
+    pre_recovery_required = models.BooleanField(
+        default=False,
+        help_text="The pre-recovery checklist complete (or a lead's recorded override) before resolving.",
+    )
 
     class Meta:
         ordering = ["level"]
