@@ -6,6 +6,7 @@ offered, refusals that go away, and the page without JavaScript.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -279,6 +280,31 @@ def test_the_decision_tree_stops_asking_once_an_answer_decides(open_session: Any
     page.locator("input[name=services_down][value=one]").check()
     expect(page.locator("#suggestion")).to_contain_text("Suggested: SEV-2")
     expect(later[1]).to_be_hidden()
+
+
+def test_a_quick_second_answer_is_not_lost_to_the_first_ones_late_reply(
+    open_session: Any, responder: Any
+) -> None:
+    page = open_session(responder).page
+    page.goto("/incidents/declare/")
+    delayed: list[str] = []
+
+    def slow_first(route: Any) -> None:
+        if not delayed:  # the first answer's reply arrives late, after the second answer was given
+            delayed.append(route.request.url)
+            page.wait_for_timeout(1500)
+        # The browser may have cancelled it meanwhile: that is the point.
+        with contextlib.suppress(Exception):
+            route.continue_()
+
+    page.route("**/incidents/declare/suggest/**", slow_first)
+    page.locator("input[name=losing_money][value=no]").check()
+    page.locator("input[name=services_down][value=one]").check()
+    expect(page.locator("#suggestion")).to_contain_text("Suggested: SEV-2")
+    page.wait_for_timeout(2000)  # past the late reply
+    expect(page.locator("#suggestion")).to_contain_text("Suggested: SEV-2")
+    expect(page.locator("input[name=services_down][value=one]")).to_be_checked()
+    assert delayed
 
 
 # --- Without JavaScript -------------------------------------------------------------------------
