@@ -103,7 +103,7 @@ def declare_suggest(request: HtmxHttpRequest) -> HttpResponse:
     if not request.user.has_perm("incidents.add_incident"):
         return _forbidden(request, "Declaring incidents needs the responder role.")
     form = forms.DecisionTreeForm(request.GET)
-    return render(request, "incidents/incident_declare.html#tree", _declare_context(form))
+    return render(request, "incidents/incident_declare_tree.html", _declare_context(form))
 
 
 def _declare_context(form: forms.DecisionTreeForm) -> dict[str, Any]:
@@ -119,7 +119,8 @@ def _declare_context(form: forms.DecisionTreeForm) -> dict[str, Any]:
     )
     return {
         "form": form,
-        "asked": tree.asked if tree.suggestion else QUESTIONS,
+        # Questions after the deciding answer: hidden (every question shows until one decides).
+        "not_asked": [q for q in QUESTIONS if tree.suggestion and q not in tree.asked],
         "suggestion": suggestion,
         "suggest_halt": halt,
         "levels": levels.values(),

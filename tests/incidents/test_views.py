@@ -83,7 +83,7 @@ class TestDeclare:
         )
         body = response.content.decode()
         assert response.status_code == 200
-        assert body.lstrip().startswith('<div id="tree"')
+        assert body.lstrip().startswith('<div id="suggestion"')
         assert "SEV-1" in body and "activate the kill switch" in body
 
     def test_viewer_may_not_declare(self, client, viewer):
