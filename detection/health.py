@@ -37,6 +37,7 @@ from console.services import heartbeat
 from detection import outbound
 from detection.models import CheckKind, Health, HealthResult, Judge, MonitoredService, SignalStatus, Source
 from detection.services import AlertInput, safe_links, signals_ingest
+from incidents.models import IncidentType
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +441,7 @@ def transition_alert(
         annotations={"detail": detail, "url": service.url},
         links=safe_links(service.url),
         component=service.name,
+        incident_type=service.incident_type.slug if service.incident_type else "",
     )
 
 
@@ -505,6 +507,7 @@ class ServiceSpec:
     judge: str = Judge.STATUS
     protocol: str = "tcp"
     timeout: float = 3.0
+    incident_type: str = ""
 
     def url(self, template: str) -> str:
         """The service's URL from a template such as "http://{name}:{port}" (CDB_BASE_URL)."""
@@ -531,6 +534,7 @@ def services_read(path: Path = SERVICES_FILE) -> list[ServiceSpec]:
     if not isinstance(data, dict) or not isinstance(data.get("services"), list):
         raise ServicesFileError(f"{path}: needs a list of services")
     timeout = float(data.get("timeout", 3.0))
+    default_type = str(data.get("incident_type") or "")
     specs = []
     for item in data["services"]:
         try:
@@ -543,6 +547,7 @@ def services_read(path: Path = SERVICES_FILE) -> list[ServiceSpec]:
                 judge=item.get("judge", Judge.STATUS),
                 protocol=item.get("protocol", "tcp"),
                 timeout=float(item.get("timeout", timeout)),
+                incident_type=str(item.get("incident_type") or default_type),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ServicesFileError(f"{path}: bad service entry {item!r}") from exc
@@ -577,11 +582,20 @@ def services_load(
 
     - A new service gets its URL from `base_url` (else settings.CDB_BASE_URL) and is enabled only
       when `enabled` is True: a laptop without CDB must not open SEV-1 incidents every poll.
-    - An existing service keeps its URL, enabled flag, check, judge, core flag and timeout, except
-      that a given `base_url` rewrites its URL and a given `enabled` sets its flag.
+    - An existing service keeps its URL, enabled flag, check, judge, core flag, incident type and
+      timeout, except that a given `base_url` rewrites its URL, a given `enabled` sets its flag, and
+      an empty incident type takes the file's.
+    - Every incident type named must be in the playbook (load it first), else nothing is loaded.
     Idempotent. Returns {"created": n, "updated": n, "unchanged": n}.
     """
     specs = services_read(path)
+    types = {t.slug: t for t in IncidentType.objects.all()}
+    for spec in specs:
+        if spec.incident_type and spec.incident_type not in types:
+            raise ServicesFileError(
+                f"{path}: {spec.name} names an unknown incident type {spec.incident_type!r} "
+                "(load the playbook first: manage.py load_playbook)"
+            )
     template = base_url or settings.CDB_BASE_URL
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for spec in specs:
@@ -590,6 +604,9 @@ def services_load(
         if enabled is not None:
             asked["enabled"] = enabled
         current = MonitoredService.objects.filter(name=spec.name).first()
+        kind = types.get(spec.incident_type)
+        if current is not None and current.incident_type_id is None and kind is not None:
+            asked["incident_type"] = kind
         _, created = MonitoredService.objects.update_or_create(
             name=spec.name,
             defaults=asked,
@@ -600,6 +617,7 @@ def services_load(
                 "judge": spec.judge,
                 "core": spec.core,
                 "timeout": spec.timeout,
+                "incident_type": kind,
             },
         )
         changed = current is not None and any(getattr(current, k) != v for k, v in asked.items())

@@ -37,6 +37,11 @@ class Signal(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
     links = models.JSONField(default=list, blank=True, help_text="Only http(s) URLs.")
+    incident_type = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The incident type its source named (slug): a check's or rule's, or an alert's label.",
+    )
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
@@ -94,6 +99,14 @@ class MonitoredService(models.Model):
     check_kind = models.CharField(max_length=20, choices=CheckKind.choices, default=CheckKind.HTTP_JSON)
     judge = models.CharField(max_length=20, choices=Judge.choices, default=Judge.STATUS)
     core = models.BooleanField(default=False, help_text="On the core trading path (down → SEV-1).")
+    incident_type = models.ForeignKey(
+        "incidents.IncidentType",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The type its incidents open with (empty: Other).",
+    )
     enabled = models.BooleanField(default=True)
     timeout = models.FloatField(
         default=3.0, validators=[validate_timeout], help_text="Seconds, at most DETECTION_MAX_TIMEOUT."
@@ -179,6 +192,14 @@ class PrometheusRule(models.Model):
             "Join this signal group's incident instead of the rule's own (e.g. killswitch:production); "
             "{label} takes the offending series' label (health:{job}: that service's health incident)."
         ),
+    )
+    incident_type = models.ForeignKey(
+        "incidents.IncidentType",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The type its incidents open with (empty: Other).",
     )
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=10, choices=RuleState.choices, default=RuleState.INACTIVE)

@@ -136,6 +136,7 @@ def _alerts(
                 links=links,
                 group_key=f"{source}:{group_key(labels)}",
                 component=labels.get("service") or labels.get("job") or "",
+                incident_type=labels.get("incident_type", "").strip(),
             )
         )
     return parsed

@@ -82,6 +82,16 @@ ROWS = [
     ),
     Row("incidents:severity", "post", ACT, data=lambda i: {"severity": "1", "reason": "orders failing"}),
     Row("incidents:commander", "post", ACT, data=lambda i: {"commander": i.commander_id}),
+    Row(
+        "incidents:type",
+        "post",
+        ACT,
+        data=lambda i: {
+            "incident_type": IncidentType.objects.get(slug="service-crash-loop").pk,
+            "from_type": i.incident_type.slug,
+        },
+    ),
+    Row("incidents:type", "get", POST_ONLY, label="get"),
     Row("incidents:note", "post", ACT, data=lambda i: {"text": "looking"}),
     Row(
         "incidents:checklist",

@@ -348,6 +348,7 @@ def test_declaring_several_at_once_opens_what_one_by_one_would(django_assert_max
 
     def declaration(severity: int) -> services.Declaration:
         return services.Declaration(
+            incident_type=other,
             title=f"ServiceDown {severity}",
             severity=severity,
             description="down",
@@ -357,9 +358,7 @@ def test_declaring_several_at_once_opens_what_one_by_one_would(django_assert_max
         )
 
     with django_assert_max_num_queries(8):  # whatever the number of incidents
-        many = services.incidents_declare(
-            incident_type=other, declarations=[declaration(s) for s in (1, 3, 4)]
-        )
+        many = services.incidents_declare(declarations=[declaration(s) for s in (1, 3, 4)])
     single = services.incident_declare(
         actor=None,
         incident_type=other,
