@@ -15,7 +15,7 @@ from detection.models import Health, MonitoredService, PrometheusRule, Signal
 from detection.services import signals_route
 from incidents.models import ChecklistKind, Incident, IncidentType
 from tests.detection.test_health import DOWN_AFTER, Checks
-from tests.detection.test_prometheus import FakePrometheus, evaluate, vector
+from tests.detection.test_prometheus import FakePrometheus, allowed, evaluate, vector  # noqa: F401 (autouse)
 from tests.detection.test_webhooks import alert, am_payload, post
 
 pytestmark = pytest.mark.django_db
