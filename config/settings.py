@@ -138,6 +138,7 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure kept (admin: Axes > Acces
 AXES_SENSITIVE_PARAMETERS: list[str] = []  # log the account and the address; passwords never
 # A success does not wipe the failures: an attacker's own good login must not reset an address's count.
 AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False  # no banner on every process start; failures are still logged
 # Second factor (django-otp, TOTP). Optional per person; mandatory for every holder of the
 # approve-resume permission when OTP_REQUIRED_FOR_APPROVERS is on.
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CDB Incident Console")

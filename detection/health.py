@@ -1,4 +1,4 @@
-"""Health polling of CDB's services (CONTRACTS section 2).
+"""Health polling of CDB's services (docs/cdb/contracts.md, section 2).
 
 Every enabled service is checked concurrently, each bounded by its own timeout, and judged by its
 body, not by HTTP 200 alone. Each result is stored compactly (`HealthResult`, pruned to the newest

@@ -472,7 +472,7 @@ class HttpBackend:
             )
 
 
-# The answer's fields and the JSON types CDB gives them (CONTRACTS 1.2).
+# The answer's fields and the JSON types CDB gives them (docs/cdb/contracts.md 1.2).
 API_TYPES: dict[str, tuple[type, ...]] = {
     "active": (bool,),
     "reason": (str, type(None)),

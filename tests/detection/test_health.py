@@ -84,7 +84,7 @@ def timeline(incident: Incident) -> list[str]:
 
 # --- Judging (pure) ---
 
-# What each kind's answer in each mode is judged, from the bodies of CONTRACTS section 2.
+# What each kind's answer in each mode is judged, from the bodies of docs/cdb/contracts.md, section 2.
 UNHEALTHY_200 = {"market": Health.DEGRADED, "ws": Health.DEGRADED}  # the others: down
 UNHEALTHY_503 = {"market": Health.DEGRADED}  # ws 503 with "healthy": down (non-200)
 
@@ -561,7 +561,7 @@ def test_load_services_loads_cdbs_stack_disabled() -> None:
         "cdb_postgres",
         "cdb_redis",
     }
-    for kind in KINDS.values():  # the stand-ins' ports and paths are CONTRACTS section 2's
+    for kind in KINDS.values():  # the stand-ins' ports and paths are docs/cdb/contracts.md, section 2's
         assert services[kind.name].url == f"http://{kind.name}:{kind.port}{kind.path}"
         assert services[kind.name].check_kind == CheckKind.HTTP_JSON
     assert services["cdb_ws"].judge == Judge.WS
