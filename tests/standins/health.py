@@ -1,4 +1,5 @@
-"""Local stand-ins for the /health endpoints of CDB's services (docs/cdb/contracts.md, section 2), for the tests.
+"""Local stand-ins for the /health endpoints of CDB's services (docs/cdb/contracts.md, section 2),
+for the tests.
 
 One :class:`HealthStandIn` is one CDB service on ``127.0.0.1:<free port>``. It answers ``GET <path>``
 with the body its kind really sends, in the mode the test sets:

@@ -77,7 +77,8 @@ MSG_UNKNOWN_TOKEN_PREFIX: Final = "Unknown kill-switch state value: "  # [N]
 MSG_INITIAL: Final = "Initial state"  # written by KillSwitch() when the file does not exist
 
 HOST: Final = "127.0.0.1"
-STATE_READ_FAILED: Final = {"error": "state_read_failed"}  # docs/cdb/contracts.md 1.2 (see RiskServiceStandIn)
+# docs/cdb/contracts.md 1.2 (see RiskServiceStandIn)
+STATE_READ_FAILED: Final = {"error": "state_read_failed"}
 
 # pathlib's _IGNORED_ERRNOS: a stat failing with these means "does not exist"; others raise.
 _MISSING_ERRNOS: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
@@ -847,8 +848,8 @@ class RiskServiceStandIn:
         try:
             details = self.read_state()
         except Exception:
-            # CDB: the existence check raised (EACCES, ENAMETOOLONG, ...). docs/cdb/contracts.md 1.2 gives this
-            # body; one upstream revision puts the exception text in it instead
+            # CDB: the existence check raised (EACCES, ENAMETOOLONG, ...). docs/cdb/contracts.md 1.2
+            # gives this body; one upstream revision puts the exception text in it instead
             # ({"error": "state read failed: <exc>"}), so clients must not rely on the wording.
             return _json(STATE_READ_FAILED, 500)
         return _json(details.as_json())
