@@ -42,7 +42,7 @@ run: build
 	DEBUG=$${DEBUG:-true} $(PY) manage.py load_prometheus_rules
 	DEBUG=$${DEBUG:-true} $(PY) manage.py load_services $$( [ "$${CDB_HEALTH:-0}" = "1" ] && echo --enable )
 	DEBUG=$${DEBUG:-true} $(PY) manage.py seed_demo $$( [ "$${DEMO:-1}" = "0" ] && echo --no-incidents )
-	DEBUG=$${DEBUG:-true} $(VENV)/bin/honcho -f Procfile.dev start
+	@DEBUG=$${DEBUG:-true} exec $(PY) scripts/supervise.py Procfile.dev
 
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start

@@ -92,6 +92,7 @@ def declare_many(count: int, *, severity: int = 1) -> list[int]:
     for offset in range(0, count, 500):
         batch = [
             services.Declaration(
+                incident_type=other,
                 title=f"Bench incident {offset + i}",
                 severity=severity,
                 description="",
@@ -101,7 +102,7 @@ def declare_many(count: int, *, severity: int = 1) -> list[int]:
             )
             for i in range(min(500, count - offset))
         ]
-        ids += [i.pk for i in services.incidents_declare(incident_type=other, declarations=batch)]
+        ids += [i.pk for i in services.incidents_declare(declarations=batch)]
     return ids
 
 

@@ -1,12 +1,16 @@
 """gunicorn settings for the console's web processes: `gunicorn -c config/gunicorn.py` (the Procfile's
 `web`, and bench/ingest.py, which measures with them). Environment: BIND, WEB_CONCURRENCY (processes),
-WEB_THREADS (threads per process),
-WEB_ACCESS_LOG (a path, - for standard output, empty for none)."""
+WEB_THREADS (threads per process), WEB_ACCESS_LOG (a path, - for standard output, empty for none),
+WEB_CONTROL_SOCKET (a path for this instance's control socket, for `gunicornc -s PATH`; empty: none),
+PROMETHEUS_MULTIPROC_DIR (where the processes keep their /metrics counters; default: a fresh temporary
+directory per instance)."""
 
 from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 from typing import Any
 
 wsgi_app = "config.wsgi:application"
@@ -19,6 +23,33 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 keepalive = 5
 timeout = 60
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None  # empty: no access log
+# gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl): a second console on the host would take it over, and remove it on exit.
+# Off unless this instance is given its own path.
+control_socket_disable = not os.environ.get("WEB_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["WEB_CONTROL_SOCKET"]
+
+
+# Webhook counters for /metrics are kept per process; prometheus-client's multiprocess mode sums them
+# at a scrape, whichever process answers it. Each instance gets a fresh directory of its own (set
+# here, before any worker imports prometheus-client), removed when it stops. An operator who sets
+# PROMETHEUS_MULTIPROC_DIR gives a directory this instance owns, emptied before it starts.
+_metrics_dir_owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _metrics_dir_owned:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cdb-console-metrics-")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker process is gone: its counts stay (counters), its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _metrics_dir_owned:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker: Any) -> None:

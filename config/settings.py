@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before sessions (they live in the database): without a database, a plain 503 or an offline page.
+    "console.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -62,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "killswitch.middleware.audit_actor",
+    "killswitch.offline.may_halt_cookie",
     # Last: turns a login locked out by django-axes into the login page's lockout message.
     "axes.middleware.AxesMiddleware",
 ]
@@ -104,6 +107,9 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
         f"-c lock_timeout={env.int('DB_LOCK_TIMEOUT_MS', default=5000)}"
     )
+    # An unreachable server is noticed in seconds (libpq waits for ever by default): pages then
+    # answer 503 and the kill switch halts without the database.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -138,6 +144,7 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure kept (admin: Axes > Acces
 AXES_SENSITIVE_PARAMETERS: list[str] = []  # log the account and the address; passwords never
 # A success does not wipe the failures: an attacker's own good login must not reset an address's count.
 AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False  # no banner on every process start; failures are still logged
 # Second factor (django-otp, TOTP). Optional per person; mandatory for every holder of the
 # approve-resume permission when OTP_REQUIRED_FOR_APPROVERS is on.
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CDB Incident Console")
@@ -211,6 +218,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No remote control (celery inspect/control): its broadcast channel, like gossip's and mingle's (off in
+# the Procfile), is what lets a Redis outage kill a worker for good (README, "Keeping it running").
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -227,9 +237,21 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# GET /metrics (Prometheus): a bearer token, and/or the networks that may scrape without one (the
+# direct peer's address: a proxy in front counts as the peer). Neither set: closed.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Prometheus scrapes gunicorn directly on the internal network too: no redirect to HTTPS there.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+
 # How often the live incident page asks "has anything changed?" (milliseconds).
 LIVE_POLL_MS = env.int("LIVE_POLL_MS", default=1500)
 
+# Routine traffic is logged only when it goes wrong (ROUTINE_LOG_LEVEL): a task received and
+# succeeded, beat sending one (every few seconds), and runserver's line for each request (every open
+# page polls; 4xx and 5xx are warnings and errors, so they stay), so the console's own messages stay
+# readable in `make run`.
+ROUTINE_LOG_LEVEL = env.str("ROUTINE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -239,6 +261,10 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
         "apprise": {"level": "WARNING"},
+        "celery.app.trace": {"level": ROUTINE_LOG_LEVEL},
+        "celery.worker.strategy": {"level": ROUTINE_LOG_LEVEL},
+        "celery.beat": {"level": ROUTINE_LOG_LEVEL},
+        "django.server": {"level": ROUTINE_LOG_LEVEL},
     },
 }
 
@@ -250,11 +276,19 @@ KILLSWITCH_TARGETS = env.str(
     "KILLSWITCH_TARGETS",
     default=f"production=file:{_default_state_file};drill=file:var/cdb/drill/.cdb_kill_switch.state",
 )
+# Which target drills act on: empty means the second target (the first is always production).
+KILLSWITCH_DRILL_TARGET = env.str("KILLSWITCH_DRILL_TARGET", default="")
 KILLSWITCH_HTTP_TIMEOUT = env.float("KILLSWITCH_HTTP_TIMEOUT", default=3.0)
 # A state file read that takes longer (a FIFO, a stale network mount) is unevaluable.
 KILLSWITCH_FILE_TIMEOUT = env.float("KILLSWITCH_FILE_TIMEOUT", default=2.0)
 # The banner reads every target live; each process reuses a read for this long.
 KILLSWITCH_BANNER_CACHE_SECONDS = env.float("KILLSWITCH_BANNER_CACHE_SECONDS", default=1.0)
+# Halts made while the database could not record them, kept (fsynced) until reconcile records them.
+# Web, CLI and worker on this host must share it.
+KILLSWITCH_SPOOL = env.str("KILLSWITCH_SPOOL", default=str(VAR_DIR / "killswitch-spool.jsonl"))
+# How long the signed "may halt" cookie set at login lets its holder halt while the database is
+# unreachable (sessions live in the database); 0 turns halting from the web without it off.
+KILLSWITCH_OFFLINE_HALT_SECONDS = env.int("KILLSWITCH_OFFLINE_HALT_SECONDS", default=SESSION_COOKIE_AGE)
 KILLSWITCH_RESUME_MINUTES = env.int("KILLSWITCH_RESUME_MINUTES", default=15)
 KILLSWITCH_REAUTH_SECONDS = env.int("KILLSWITCH_REAUTH_SECONDS", default=300)
 KILLSWITCH_RECONCILE_SECONDS = env.float("KILLSWITCH_RECONCILE_SECONDS", default=10.0)
@@ -305,6 +339,11 @@ HEALTH_UP_AFTER = env.int("HEALTH_UP_AFTER", default=2)
 HEALTH_RESULTS_KEEP = env.int("HEALTH_RESULTS_KEEP", default=500)
 # Where CDB's services answer: {name} and {port} are filled per service (e.g. http://cdb_risk:8002).
 CDB_BASE_URL = env.str("CDB_BASE_URL", default="http://{name}:{port}")
+# Where health checks and Prometheus queries may go: host names, IP addresses or networks. Unset: CDB's
+# container names (detection/data/services.yaml), cdb_prometheus and loopback (detection/outbound.py).
+DETECTION_ALLOWED_HOSTS = env.list("DETECTION_ALLOWED_HOSTS", default=None)
+# The longest any health check or Prometheus query may wait (seconds), checked in admin and at use.
+DETECTION_MAX_TIMEOUT = env.float("DETECTION_MAX_TIMEOUT", default=10.0)
 # Prometheus's HTTP API; empty disables rule evaluation.
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_EVAL_SECONDS = env.float("PROMETHEUS_EVAL_SECONDS", default=15.0)

@@ -7,6 +7,7 @@ from django.urls import include, path
 from console import views as console_views
 
 urlpatterns = [
+    path("metrics", console_views.metrics, name="metrics"),
     path("login/", console_views.ConsoleLoginView.as_view(), name="login"),
     path("login/code/", console_views.login_code, name="login_code"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

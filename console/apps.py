@@ -11,7 +11,11 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Console"
 
     def ready(self) -> None:
-        from console import checks  # noqa: F401  (registers the secrets check)
+        from console import (
+            checks,  # noqa: F401  (registers the secrets check)
+            metrics,
+        )
         from console.roles import on_post_migrate
 
         post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="console-sync-roles")
+        metrics.register("console.jobs", metrics.JobsCollector())

@@ -23,11 +23,13 @@ class Heartbeat(models.Model):
 
     A job writes `last_seen` when a run succeeds and `failed_at`/`last_error` when one fails, so a job
     that runs but keeps failing (a reconcile that cannot read its target) shows as failing, not as fresh.
+    `failing_since` is the first failure after the last success: how long the job has been failing.
     """
 
     name = models.CharField(max_length=60, unique=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
 
     def __str__(self) -> str:

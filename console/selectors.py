@@ -58,6 +58,8 @@ class Job:
     age: str
     failing: bool = False
     error: str = ""
+    failing_since: datetime | None = None  # the first failure since the last success
+    failing_for: str = ""  # its age: "3 min"
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,22 @@ def liveness(*, now: datetime | None = None) -> Liveness:
         row = rows.get(name)
         last = row.last_seen if row else None
         failing, error = bool(row and row.failing), row.last_error if row else ""
+        since = (row.failing_since or row.failed_at) if row and failing else None
         every = _interval(name)
         ran = max((t for t in (last, row.failed_at if row else None) if t is not None), default=None)
         if every is not None and ran is not None and (now - ran).total_seconds() > 2 * every:
-            failing, error = True, f"overdue: no run for {age_since(ran, now)}"
-        jobs.append(Job(name=name, last_seen=last, age=age_since(last, now), failing=failing, error=error))
+            failing, error, since = True, f"overdue: no run for {age_since(ran, now)}", since or ran
+        jobs.append(
+            Job(
+                name=name,
+                last_seen=last,
+                age=age_since(last, now),
+                failing=failing,
+                error=error,
+                failing_since=since,
+                failing_for=age_since(since, now),
+            )
+        )
     newest = max((j.last_seen for j in jobs if j.last_seen is not None), default=None)
     return Liveness(
         newest=newest,

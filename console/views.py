@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,11 +13,14 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.contrib.auth.views import LoginView, redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from console import metrics as console_metrics
 from console import otp, reauth
 from console.forms import CodeForm, EnrolForm, RemoveForm
 from console.selectors import has_role
@@ -24,6 +28,8 @@ from console.selectors import has_role
 # Between the password and the code: who passed the password step, when, and where they were going.
 PENDING_KEY = "console_login_pending"
 PENDING_SECONDS = 300
+
+log = logging.getLogger(__name__)
 
 
 @require_GET
@@ -168,3 +174,21 @@ def second_factor_remove(request: HttpRequest) -> HttpResponse:
     device.delete()
     messages.success(request, "Second factor removed: logging in asks for the password only.")
     return redirect("console:second_factor")
+
+
+@require_GET
+@login_not_required  # Prometheus: a bearer token or an allowed network, never a session
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition (console/metrics.py); 401 without METRICS_TOKEN or an allowed address."""
+    if not console_metrics.scrape_allowed(request):
+        response = HttpResponse("Missing or wrong bearer token.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    try:
+        body = console_metrics.exposition()
+    except DatabaseError:
+        # Prometheus records the failed scrape (up == 0), which is itself the alert.
+        log.exception("Metrics: the database did not answer")
+        return HttpResponse("The database did not answer.\n", status=503, content_type="text/plain")
+    # Text format 0.0.4: what generate_latest writes, and what every Prometheus reads.
+    return HttpResponse(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)

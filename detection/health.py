@@ -1,4 +1,4 @@
-"""Health polling of CDB's services (CONTRACTS section 2).
+"""Health polling of CDB's services (docs/cdb/contracts.md, section 2).
 
 Every enabled service is checked concurrently, each bounded by its own timeout, and judged by its
 body, not by HTTP 200 alone. Each result is stored compactly (`HealthResult`, pruned to the newest
@@ -23,7 +23,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,12 +34,23 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console.services import heartbeat
+from detection import outbound
 from detection.models import CheckKind, Health, HealthResult, Judge, MonitoredService, SignalStatus, Source
 from detection.services import AlertInput, safe_links, signals_ingest
+from incidents.models import IncidentType
 
 log = logging.getLogger(__name__)
 
-Verdict = tuple[str, str]  # (state, detail)
+
+class Verdict(NamedTuple):
+    """What one answer shows: the state, why in the console's words (`detail`, for everyone), and what
+    the service itself said (`reply`: a body snippet or its reason field, for leads and above, since an
+    edited URL's body can be anything)."""
+
+    state: str
+    detail: str
+    reply: str = ""
+
 
 HEALTHY_VALUES: Final = frozenset({"ok", "healthy"})
 # Prometheus's /-/healthy answers plain text; no other non-JSON body is healthy.
@@ -49,7 +60,7 @@ WS_FLAGS: Final = ("ws_connected", "redis_connected")
 REASON_FIELDS: Final = ("last_error", "detail", "error", "message")
 MAX_BODY: Final = 64 * 1024  # a health body is small; read no more than this
 DETAIL_MAX: Final = 200  # HealthResult.detail
-MIN_TIMEOUT: Final = 0.1
+REPLY_MAX: Final = 300  # MonitoredService.last_reply
 
 # TCP checks: what to send after connecting. postgres is pg_isready's first step (an SSLRequest,
 # answered "S" or "N" by any PostgreSQL), redis is redis-cli's PING.
@@ -60,7 +71,7 @@ TCP_PROBES: Final[dict[str, bytes]] = {
     "redis": b"PING\r\n",
 }
 
-SERVICES_FILE: Final = Path(__file__).parent / "data" / "services.yaml"
+SERVICES_FILE: Final = outbound.SERVICES_FILE
 
 
 # --- Judging: one answer → (state, detail). Pure functions. ---
@@ -79,32 +90,34 @@ def judge(service: MonitoredService, status_code: int, body: bytes) -> Verdict:
     """
     text = _plain_text(body)
     if text in HEALTHY_TEXTS:
-        return (Health.UP, text) if status_code == 200 else (Health.DOWN, f"HTTP {status_code}: {text}")
+        if status_code == 200:
+            return Verdict(Health.UP, text)
+        return Verdict(Health.DOWN, f"HTTP {status_code}: {text}")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return Health.DOWN, f"HTTP {status_code}, body is not JSON: {_snippet(body)}"
+        return Verdict(Health.DOWN, f"HTTP {status_code}, body is not JSON", _snippet(body))
     if not isinstance(data, dict):
-        return Health.DOWN, f"HTTP {status_code}, body is not a JSON object: {_snippet(body)}"
-    state, detail = _judge_status(data, status_code)
-    if state == Health.UP and service.judge == Judge.WS:
+        return Verdict(Health.DOWN, f"HTTP {status_code}, body is not a JSON object", _snippet(body))
+    verdict = _judge_status(data, status_code)
+    if verdict.state == Health.UP and service.judge == Judge.WS:
         return _judge_ws_flags(data)
-    return state, detail
+    return verdict
 
 
 def _judge_status(data: dict[str, Any], status_code: int) -> Verdict:
     # Grafana's /api/health has no "status": its "database" field says "ok" (or "failing", with 503).
     key = "status" if "status" in data or "database" not in data else "database"
     if key not in data:
-        return Health.DOWN, f"HTTP {status_code}, no status in the body{_reason(data)}"
+        return Verdict(Health.DOWN, f"HTTP {status_code}, no status in the body", _reason(data))
     value = data[key]
     shown = f"{key} {_short(value)}"
     if isinstance(value, str) and value in HEALTHY_VALUES:
         if status_code == 200:
-            return Health.UP, shown
-        return Health.DOWN, f"HTTP {status_code} although {shown}"
+            return Verdict(Health.UP, shown)
+        return Verdict(Health.DOWN, f"HTTP {status_code} although {shown}", _reason(data))
     state = Health.DEGRADED if value == "degraded" else Health.DOWN
-    return state, f"{shown} (HTTP {status_code}){_reason(data)}"
+    return Verdict(state, f"{shown} (HTTP {status_code})", _reason(data))
 
 
 def _judge_ws_flags(data: dict[str, Any]) -> Verdict:
@@ -115,34 +128,36 @@ def _judge_ws_flags(data: dict[str, Any]) -> Verdict:
         if data.get(flag) is not True
     ]
     if problems:
-        return Health.DEGRADED, "status healthy but " + ", ".join(problems)
+        return Verdict(Health.DEGRADED, "status healthy but " + ", ".join(problems), _reason(data))
     age = data.get("last_message_age_ms")
     if isinstance(age, int):
-        return Health.UP, f"status healthy, last message {age} ms ago"
-    return Health.UP, "status healthy"
+        return Verdict(Health.UP, f"status healthy, last message {age} ms ago")
+    return Verdict(Health.UP, "status healthy")
 
 
 def judge_reply(protocol: str, reply: bytes) -> Verdict:
     """The state a TCP service's first answer shows (`protocol` as in TCP_PROBES)."""
     if protocol in ("postgres", "postgresql"):
         if reply[:1] in (b"S", b"N"):
-            return Health.UP, "PostgreSQL answers"
-        return Health.DOWN, f"not a PostgreSQL answer: {_snippet(reply)}"
+            return Verdict(Health.UP, "PostgreSQL answers")
+        return Verdict(Health.DOWN, "not a PostgreSQL answer", _snippet(reply))
     if protocol == "redis":
         if reply.startswith(b"+PONG"):
-            return Health.UP, "PONG"
+            return Verdict(Health.UP, "PONG")
         if reply.startswith(b"-NOAUTH"):  # CDB's Redis needs auth: answering at all proves it is up
-            return Health.UP, "answers PING (authentication required)"
-        if reply.startswith((b"-LOADING", b"-BUSY", b"-MASTERDOWN")):
-            return Health.DEGRADED, _snippet(reply)
-        return Health.DOWN, f"not a Redis answer: {_snippet(reply)}"
-    return Health.UP, "accepts TCP connections"
+            return Verdict(Health.UP, "answers PING (authentication required)")
+        for busy in (b"-LOADING", b"-BUSY", b"-MASTERDOWN"):
+            if reply.startswith(busy):
+                return Verdict(Health.DEGRADED, f"Redis answers {busy[1:].decode()}", _snippet(reply))
+        return Verdict(Health.DOWN, "not a Redis answer", _snippet(reply))
+    return Verdict(Health.UP, "accepts TCP connections")
 
 
 def _reason(data: dict[str, Any]) -> str:
+    """The service's own words about what is wrong (regime's last_error, market's detail list)."""
     for key in REASON_FIELDS:
         if data.get(key):
-            return f": {_short(data[key], 120)}"
+            return _short(data[key], 200)
     return ""
 
 
@@ -170,6 +185,7 @@ class CheckResult:
     detail: str
     latency_ms: float
     checked_at: datetime
+    reply: str = ""  # what the service answered, apart from the verdict (see Verdict)
 
 
 def check_one(service: MonitoredService) -> CheckResult:
@@ -193,24 +209,31 @@ async def _check_all(services: Sequence[MonitoredService]) -> list[CheckResult]:
 async def _check(service: MonitoredService, client: httpx.AsyncClient) -> CheckResult:
     checked_at = timezone.now()
     started = time.perf_counter()
-    timeout = max(service.timeout, MIN_TIMEOUT)
+    # Capped here too: a timeout written to the database past the admin's checks still cannot hold
+    # the whole poll for minutes.
+    timeout = outbound.bounded_timeout(service.timeout)
     try:
+        outbound.check_url(service.url)
         async with asyncio.timeout(timeout):
             if service.check_kind == CheckKind.TCP:
-                state, detail = await _probe_tcp(service.url)
+                verdict = await _probe_tcp(service.url)
             else:
-                state, detail = await _probe_http(service, client, timeout)
+                verdict = await _probe_http(service, client, timeout)
+    except outbound.HostNotAllowed as exc:
+        verdict = Verdict(Health.DOWN, f"not checked: {exc}")
     except (TimeoutError, httpx.TimeoutException):
-        state, detail = Health.DOWN, f"no answer within {timeout:g} s"
+        verdict = Verdict(Health.DOWN, f"no answer within {timeout:g} s")
     except (ValueError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        state, detail = Health.DOWN, f"bad URL: {exc}"
+        verdict = Verdict(Health.DOWN, f"bad URL: {exc}")
     except (httpx.HTTPError, OSError) as exc:
-        state, detail = Health.DOWN, f"cannot connect: {_error(exc)}"
+        verdict = Verdict(Health.DOWN, f"cannot connect: {_error(exc)}")
     except Exception as exc:  # a bug must not stop the other checks: the service shows as down
         log.warning("Health check of %s failed", service.name, exc_info=True)
-        state, detail = Health.DOWN, f"check failed: {_error(exc)}"
+        verdict = Verdict(Health.DOWN, f"check failed: {_error(exc)}")
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
-    return CheckResult(state, detail[:DETAIL_MAX], latency_ms, checked_at)
+    return CheckResult(
+        verdict.state, verdict.detail[:DETAIL_MAX], latency_ms, checked_at, verdict.reply[:REPLY_MAX]
+    )
 
 
 async def _probe_http(service: MonitoredService, client: httpx.AsyncClient, timeout: float) -> Verdict:
@@ -309,12 +332,15 @@ def health_record(*, service_id: int, result: CheckResult) -> str | None:
         latency_ms=result.latency_ms,
         detail=result.detail[:DETAIL_MAX],
     )
+    counter = {"up": "checks_up", "degraded": "checks_degraded"}.get(str(result.state), "checks_down")
+    setattr(service, counter, getattr(service, counter) + 1)
     healthy = result.state == Health.UP
     service.successes = service.successes + 1 if healthy else 0
     service.failures = 0 if healthy else service.failures + 1
     service.last_checked_at = result.checked_at
     service.last_latency_ms = result.latency_ms
     service.last_detail = result.detail[:300]
+    service.last_reply = result.reply[:REPLY_MAX]
     previous = service.state
     transition = _damped(service, result.state)
     if transition is not None:
@@ -327,6 +353,8 @@ def health_record(*, service_id: int, result: CheckResult) -> str | None:
             "last_checked_at",
             "last_latency_ms",
             "last_detail",
+            "last_reply",
+            counter,
         ]
     )
     # unknown → up resolves nothing: it is a fresh service's first healthy streak.
@@ -413,6 +441,7 @@ def transition_alert(
         annotations={"detail": detail, "url": service.url},
         links=safe_links(service.url),
         component=service.name,
+        incident_type=service.incident_type.slug if service.incident_type else "",
     )
 
 
@@ -478,6 +507,7 @@ class ServiceSpec:
     judge: str = Judge.STATUS
     protocol: str = "tcp"
     timeout: float = 3.0
+    incident_type: str = ""
 
     def url(self, template: str) -> str:
         """The service's URL from a template such as "http://{name}:{port}" (CDB_BASE_URL)."""
@@ -490,6 +520,10 @@ class ServiceSpec:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ServicesFileError(f"base URL {template!r} must give http(s)://host:port, not {base!r}")
+        try:
+            outbound.check_url(base)
+        except ValueError as exc:
+            raise ServicesFileError(f"base URL {template!r} for {self.name}: {exc}") from exc
         if self.check == CheckKind.TCP:
             return f"{self.protocol}://{parts.netloc.rsplit('@', 1)[-1]}"
         return base.rstrip("/") + self.path
@@ -500,6 +534,7 @@ def services_read(path: Path = SERVICES_FILE) -> list[ServiceSpec]:
     if not isinstance(data, dict) or not isinstance(data.get("services"), list):
         raise ServicesFileError(f"{path}: needs a list of services")
     timeout = float(data.get("timeout", 3.0))
+    default_type = str(data.get("incident_type") or "")
     specs = []
     for item in data["services"]:
         try:
@@ -512,6 +547,7 @@ def services_read(path: Path = SERVICES_FILE) -> list[ServiceSpec]:
                 judge=item.get("judge", Judge.STATUS),
                 protocol=item.get("protocol", "tcp"),
                 timeout=float(item.get("timeout", timeout)),
+                incident_type=str(item.get("incident_type") or default_type),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ServicesFileError(f"{path}: bad service entry {item!r}") from exc
@@ -532,6 +568,8 @@ def _validate(path: Path, spec: ServiceSpec) -> None:
         problems.append("a port")
     if spec.check == CheckKind.HTTP_JSON and not spec.path.startswith("/"):
         problems.append("a path starting with /")
+    if not outbound.MIN_TIMEOUT <= spec.timeout <= outbound.max_timeout():
+        problems.append(f"a timeout from {outbound.MIN_TIMEOUT:g} to {outbound.max_timeout():g} s")
     if problems:
         raise ServicesFileError(f"{path}: {spec.name} needs {', '.join(problems)}")
 
@@ -544,11 +582,20 @@ def services_load(
 
     - A new service gets its URL from `base_url` (else settings.CDB_BASE_URL) and is enabled only
       when `enabled` is True: a laptop without CDB must not open SEV-1 incidents every poll.
-    - An existing service keeps its URL, enabled flag, check, judge, core flag and timeout, except
-      that a given `base_url` rewrites its URL and a given `enabled` sets its flag.
+    - An existing service keeps its URL, enabled flag, check, judge, core flag, incident type and
+      timeout, except that a given `base_url` rewrites its URL, a given `enabled` sets its flag, and
+      an empty incident type takes the file's.
+    - Every incident type named must be in the playbook (load it first), else nothing is loaded.
     Idempotent. Returns {"created": n, "updated": n, "unchanged": n}.
     """
     specs = services_read(path)
+    types = {t.slug: t for t in IncidentType.objects.all()}
+    for spec in specs:
+        if spec.incident_type and spec.incident_type not in types:
+            raise ServicesFileError(
+                f"{path}: {spec.name} names an unknown incident type {spec.incident_type!r} "
+                "(load the playbook first: manage.py load_playbook)"
+            )
     template = base_url or settings.CDB_BASE_URL
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for spec in specs:
@@ -557,6 +604,9 @@ def services_load(
         if enabled is not None:
             asked["enabled"] = enabled
         current = MonitoredService.objects.filter(name=spec.name).first()
+        kind = types.get(spec.incident_type)
+        if current is not None and current.incident_type_id is None and kind is not None:
+            asked["incident_type"] = kind
         _, created = MonitoredService.objects.update_or_create(
             name=spec.name,
             defaults=asked,
@@ -567,6 +617,7 @@ def services_load(
                 "judge": spec.judge,
                 "core": spec.core,
                 "timeout": spec.timeout,
+                "incident_type": kind,
             },
         )
         changed = current is not None and any(getattr(current, k) != v for k, v in asked.items())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from detection.outbound import check_url, validate_timeout
 
 
 class Source(models.TextChoices):
@@ -34,6 +37,11 @@ class Signal(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
     links = models.JSONField(default=list, blank=True, help_text="Only http(s) URLs.")
+    incident_type = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The incident type its source named (slug): a check's or rule's, or an alert's label.",
+    )
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
@@ -91,21 +99,50 @@ class MonitoredService(models.Model):
     check_kind = models.CharField(max_length=20, choices=CheckKind.choices, default=CheckKind.HTTP_JSON)
     judge = models.CharField(max_length=20, choices=Judge.choices, default=Judge.STATUS)
     core = models.BooleanField(default=False, help_text="On the core trading path (down → SEV-1).")
+    incident_type = models.ForeignKey(
+        "incidents.IncidentType",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The type its incidents open with (empty: Other).",
+    )
     enabled = models.BooleanField(default=True)
-    timeout = models.FloatField(default=3.0)
+    timeout = models.FloatField(
+        default=3.0, validators=[validate_timeout], help_text="Seconds, at most DETECTION_MAX_TIMEOUT."
+    )
     # Current (damped) state and the counters that damp it.
     state = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
     failures = models.PositiveIntegerField(default=0)
     successes = models.PositiveIntegerField(default=0)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_latency_ms = models.FloatField(null=True, blank=True)
-    last_detail = models.CharField(max_length=300, blank=True)
+    last_detail = models.CharField(
+        max_length=300, blank=True, help_text="The verdict, in the console's words."
+    )
+    last_reply = models.CharField(
+        max_length=300, blank=True, help_text="What the service answered (shown to leads and above)."
+    )
+    # Checks recorded by result, for /metrics (results themselves are pruned; these only grow).
+    checks_up = models.PositiveBigIntegerField(default=0)
+    checks_degraded = models.PositiveBigIntegerField(default=0)
+    checks_down = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-core", "name"]
+        permissions = [("view_health_reply", "See what checked services answered")]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The URL must name a host the console may reach (DETECTION_ALLOWED_HOSTS)."""
+        if self.check_kind == CheckKind.NONE or not self.url:
+            return
+        try:
+            check_url(self.url)
+        except ValueError as exc:
+            raise ValidationError({"url": str(exc)}) from exc
 
 
 class HealthResult(models.Model):
@@ -155,6 +192,14 @@ class PrometheusRule(models.Model):
             "Join this signal group's incident instead of the rule's own (e.g. killswitch:production); "
             "{label} takes the offending series' label (health:{job}: that service's health incident)."
         ),
+    )
+    incident_type = models.ForeignKey(
+        "incidents.IncidentType",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The type its incidents open with (empty: Other).",
     )
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=10, choices=RuleState.choices, default=RuleState.INACTIVE)

@@ -45,6 +45,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from console.services import heartbeat
+from detection import outbound
 from detection.models import (
     Comparison,
     PrometheusRule,
@@ -55,6 +56,7 @@ from detection.models import (
     Source,
 )
 from detection.services import AlertInput, signals_ingest
+from incidents.models import IncidentType
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ BLIND_GROUP = "prometheus:blind"
 BLIND_SEVERITY = 3  # playbook SEV-3 "Missing metrics"
 BLIND_COMPONENT = "cdb_prometheus"
 MAX_SERIES_SHOWN = 10
+# Straight to the configured Prometheus: no redirect followed, no proxy from the environment.
+CLIENT_OPTIONS: dict[str, Any] = {"follow_redirects": False, "trust_env": False}
 
 Labels = dict[str, str]
 Sample = tuple[Labels, float]
@@ -110,12 +114,17 @@ def query(
     through as such. Raises QueryError when Prometheus rejects the query, Unreachable when it does
     not answer (or answers with something that is not its API: a proxy page, a wrong URL).
     """
+    try:
+        outbound.check_url(url)
+    except ValueError as exc:
+        raise Unreachable(f"not queried: {exc}") from exc
+    timeout = outbound.bounded_timeout(timeout)
     endpoint = url.rstrip("/") + "/api/v1/query"
     # Plain seconds: Prometheus reads "2.5" as a float, but refuses "2.5s" (bad_data).
     params = {"query": expr, "timeout": f"{timeout:g}"}
     try:
         if client is None:
-            response = httpx.get(endpoint, params=params, timeout=timeout)
+            response = httpx.get(endpoint, params=params, timeout=timeout, **CLIENT_OPTIONS)
         else:
             response = client.get(endpoint, params=params, timeout=timeout)
     except httpx.TimeoutException as exc:
@@ -234,7 +243,7 @@ def rules_evaluate(now: datetime | None = None, *, client: httpx.Client | None =
     outage: str | None = None
     reached = False
     own_client = client is None
-    http = client or httpx.Client(timeout=timeout)
+    http = client or httpx.Client(timeout=timeout, **CLIENT_OPTIONS)
     try:
         for rule in rules:
             try:
@@ -410,6 +419,7 @@ def _firing(rule: PrometheusRule, hits: list[Sample]) -> AlertInput:
             "series": str(len(hits)),
         },
         component=_clean(labels.get("job", ""))[:80],
+        incident_type=rule.incident_type.slug if rule.incident_type else "",
     )
 
 
@@ -495,7 +505,17 @@ def _display_url(url: str) -> str:
 # Rules as data
 # ---------------------------------------------------------------------------------------------
 
-_FIELDS = {"name", "expr", "comparison", "threshold", "for_seconds", "severity", "enabled", "group"}
+_FIELDS = {
+    "name",
+    "expr",
+    "comparison",
+    "threshold",
+    "for_seconds",
+    "severity",
+    "enabled",
+    "group",
+    "incident_type",
+}
 
 
 class RulesFileError(Exception):
@@ -512,6 +532,7 @@ class RuleDefinition:
     severity: int
     enabled: bool
     group: str = ""
+    incident_type: str = ""
 
 
 def read_rules(path: Path = RULES_FILE) -> list[RuleDefinition]:
@@ -566,6 +587,9 @@ def _definition(item: Any, index: int) -> RuleDefinition:
     group = item.get("group", "")
     if not isinstance(group, str) or len(group) > 100:
         raise RulesFileError(f"{where}: `group` must be a signal group key of at most 100 characters")
+    incident_type = item.get("incident_type", "")
+    if not isinstance(incident_type, str) or len(incident_type) > 40:
+        raise RulesFileError(f"{where}: `incident_type` must be an incident type's slug")
     return RuleDefinition(
         name=name.strip(),
         expr=expr.strip(),
@@ -575,16 +599,26 @@ def _definition(item: Any, index: int) -> RuleDefinition:
         severity=int(severity),
         enabled=enabled,
         group=group.strip(),
+        incident_type=incident_type.strip(),
     )
 
 
 @transaction.atomic
 def load_rules(path: Path = RULES_FILE) -> dict[str, int]:
     """Create or update each rule by name (idempotent). The file owns a rule's definition (expr,
-    comparison, threshold, for, severity); `enabled` applies only when the rule is created, so an
-    operator's "disable this noisy rule" survives a reload. Rules not in the file are left alone."""
+    comparison, threshold, for, severity, group, incident type); `enabled` applies only when the rule
+    is created, so an operator's "disable this noisy rule" survives a reload. Rules not in the file
+    are left alone. An incident type must be in the playbook (load it first)."""
     counts = {"created": 0, "updated": 0, "unchanged": 0}
-    for definition in read_rules(path):
+    types = {t.slug: t for t in IncidentType.objects.all()}
+    definitions = read_rules(path)
+    for definition in definitions:
+        if definition.incident_type and definition.incident_type not in types:
+            raise RulesFileError(
+                f"rule {definition.name!r}: unknown incident type {definition.incident_type!r} "
+                "(load the playbook first: manage.py load_playbook)"
+            )
+    for definition in definitions:
         fields = {
             "expr": definition.expr,
             "comparison": definition.comparison,
@@ -592,6 +626,7 @@ def load_rules(path: Path = RULES_FILE) -> dict[str, int]:
             "for_seconds": definition.for_seconds,
             "severity": definition.severity,
             "group": definition.group,
+            "incident_type": types.get(definition.incident_type),
         }
         existing = PrometheusRule.objects.select_for_update().filter(name=definition.name).first()
         if existing is None:

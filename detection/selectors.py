@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.db.models import Count, Min, Prefetch
 from django.utils import timezone
 
-from console.selectors import age_since
+from console.selectors import Job, age_since, liveness
 from detection.models import Health, HealthResult, MonitoredService, PrometheusRule, Signal
 from detection.services import safe_links
 
@@ -159,11 +159,13 @@ class Board:
     now: datetime
     waiting: int = 0  # stored signals not yet routed into incidents (a worker is behind or stopped)
     waiting_age: str = ""
+    failing_jobs: tuple[Job, ...] = ()  # periodic jobs whose latest run failed (console Heartbeats)
 
 
 def board(*, now: datetime | None = None) -> Board:
-    """Everything the status board shows, in five queries whatever the data's size: services, their
-    last TREND_POINTS results (one windowed prefetch), rules, recent signals, signals waiting."""
+    """Everything the status board shows, in six queries whatever the data's size: services, their
+    last TREND_POINTS results (one windowed prefetch), rules, recent signals, signals waiting, and
+    the periodic jobs (the kill switch's reconcile of each target among them) whose last run failed."""
     now = now or timezone.now()
     recent = HealthResult.objects.only("id", "service_id", "checked_at", "status", "latency_ms").order_by(
         "-checked_at"
@@ -198,4 +200,5 @@ def board(*, now: datetime | None = None) -> Board:
         rules=rules,
         signals=recent_signals(),
         now=now,
+        failing_jobs=tuple(job for job in liveness(now=now).jobs if job.failing),
     )

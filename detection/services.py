@@ -53,6 +53,8 @@ class AlertInput:
     annotations: dict[str, str] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)
     component: str = ""
+    # The playbook type (slug) the source names; empty: routing maps the alertname, else "other".
+    incident_type: str = ""
 
     @property
     def dedup_key(self) -> str:
@@ -154,6 +156,7 @@ def _signal(alert: AlertInput, received_at: datetime) -> Signal:
         labels=alert.labels,
         annotations=alert.annotations,
         links=alert.links,
+        incident_type=alert.incident_type[:40],
         starts_at=alert.starts_at,
         ends_at=alert.ends_at,
         received_at=received_at,
@@ -255,9 +258,10 @@ def _opening(alerts: list[Signal] | deque[Signal]) -> list[Signal]:
     return opening
 
 
-def _declaration(opening: list[Signal], now: datetime) -> incident_services.Declaration:
+def _declaration(opening: list[Signal], now: datetime, batch: _Batch) -> incident_services.Declaration:
     first = opening[0]
     return incident_services.Declaration(
+        incident_type=batch.type_for(first),
         title=first.title[:200] or "Alert",
         severity=first.severity,
         description=first.summary,
@@ -290,8 +294,7 @@ def _declare_openers(
     if not openers:
         return []
     incidents = incident_services.incidents_declare(
-        incident_type=batch.other,
-        declarations=[_declaration(opening, now) for opening in openers.values()],
+        declarations=[_declaration(opening, now, batch) for opening in openers.values()],
         defaults=batch.defaults,
     )
     routed: list[tuple[Signal, Incident]] = []
@@ -365,9 +368,26 @@ class _Batch:
             incident_services.incidents_record_signals(entries=entries)
 
     @cached_property
-    def other(self) -> IncidentType:
-        # The catch-all type: alerts open incidents as "other" until someone triages them.
-        return IncidentType.objects.get(slug="other")
+    def types(self) -> dict[str, IncidentType]:
+        """The playbook's incident types by slug, read once per batch."""
+        return {t.slug: t for t in IncidentType.objects.all()}
+
+    @cached_property
+    def by_alert_name(self) -> dict[str, IncidentType]:
+        return {str(name): t for t in self.types.values() for name in t.alert_names or []}
+
+    def type_for(self, signal: Signal) -> IncidentType:
+        """The type an alert opens its incident with: the one its source named (a health check's or
+        rule's definition, an `incident_type` label), else the type listing its alertname, else
+        "other", the catch-all, until someone triages it."""
+        named = self.types.get(signal.incident_type) or self.by_alert_name.get(
+            str(signal.labels.get("alertname", ""))
+        )
+        if named is not None:
+            return named
+        if "other" not in self.types:
+            raise IncidentType.DoesNotExist("No incident type 'other': run manage.py load_playbook.")
+        return self.types["other"]
 
     @cached_property
     def defaults(self) -> incident_services.DeclareDefaults:
@@ -409,10 +429,10 @@ def _route_group(
         opening = _opening(queue)
         for _ in opening:
             queue.popleft()
-        declaration = _declaration(opening, now)
+        declaration = _declaration(opening, now, batch)
         incident = incident_services.incident_declare(
             actor=None,
-            incident_type=batch.other,
+            incident_type=declaration.incident_type,
             defaults=batch.defaults,
             title=declaration.title,
             severity=declaration.severity,
@@ -428,14 +448,19 @@ def _route_group(
 
 
 def safe_links(*candidates: Any) -> list[str]:
-    """Only http(s) URLs become links; everything else (javascript:, data:, junk) is dropped."""
+    """Only http(s) URLs become links; everything else (javascript:, data:, text that is not a URL,
+    such as `http://[::1` or a port out of range) is dropped."""
     from urllib.parse import urlsplit
 
     links = []
     for value in candidates:
         if not isinstance(value, str) or len(value) > 2000:
             continue
-        parts = urlsplit(value.strip())
-        if parts.scheme in ("http", "https") and parts.netloc:
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+        except ValueError:
+            continue
+        if parts.scheme in ("http", "https") and parts.hostname:
             links.append(value.strip())
     return links

@@ -7,7 +7,6 @@ incidents right after (detection.services).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from console.http import HtmxHttpRequest
+from console.http import HtmxHttpRequest, bearer_matches
 from detection import selectors
+from detection.metrics import WEBHOOK_REQUESTS
 from detection.models import Source
 from detection.services import AlertInput, signals_receive
 from detection.webhooks import PayloadError, parse_alertmanager, parse_grafana
@@ -40,11 +40,7 @@ def _error(status: int, message: str, **headers: str) -> JsonResponse:
 
 
 def _authorised(request: HttpRequest, source: str) -> bool:
-    expected = settings.WEBHOOK_TOKENS.get(source, "")
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    # No token configured means no access: a webhook is never open by default.
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+    return bearer_matches(request, settings.WEBHOOK_TOKENS.get(source, ""))
 
 
 def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[AlertInput]]) -> HttpResponse:
@@ -85,16 +81,27 @@ def _webhook(request: HttpRequest, source: str, parse: Callable[[Any], list[Aler
     return JsonResponse({"received": len(alerts), "new": result.new, "duplicates": result.duplicates})
 
 
+def _counted(request: HttpRequest, source: str, parse: Callable[[Any], list[AlertInput]]) -> HttpResponse:
+    """The webhook's answer, counted by status for /metrics (an unexpected error counts as 500)."""
+    try:
+        response = _webhook(request, source, parse)
+    except Exception:
+        WEBHOOK_REQUESTS.labels(source=source, status="500").inc()
+        raise
+    WEBHOOK_REQUESTS.labels(source=source, status=str(response.status_code)).inc()
+    return response
+
+
 @csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.
 @login_not_required
 def alertmanager(request: HttpRequest) -> HttpResponse:
-    return _webhook(request, Source.ALERTMANAGER, parse_alertmanager)
+    return _counted(request, Source.ALERTMANAGER, parse_alertmanager)
 
 
 @csrf_exempt  # Machine-to-machine: authenticated by bearer token, not by session cookie.
 @login_not_required
 def grafana(request: HttpRequest) -> HttpResponse:
-    return _webhook(request, Source.GRAFANA, parse_grafana)
+    return _counted(request, Source.GRAFANA, parse_grafana)
 
 
 # --- Pages --------------------------------------------------------------------------------------
@@ -109,5 +116,7 @@ def board(request: HtmxHttpRequest) -> HttpResponse:
     """Services, recent signals and rule states; the page re-fetches its #board partial every 5 s."""
     if not request.user.has_perm("incidents.view_incident"):
         raise PermissionDenied("The status board needs a role (viewer or above).")
-    context = {"board": selectors.board()}
+    # What services answered can be anything an edited URL reaches: leads and above only.
+    show_replies = request.user.has_perm("detection.view_health_reply")
+    context = {"board": selectors.board(), "show_replies": show_replies}
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, context)

@@ -19,6 +19,7 @@ from detection.services import AlertInput, safe_links, severity_from_label
 MAX_ALERTS = 1000
 MAX_TEXT = 10_000
 MAX_LABELS = 100
+MAX_URL = 2000
 ZERO_TIME = "0001-01-01T00:00:00Z"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, tzinfo=UTC)
@@ -95,7 +96,7 @@ def group_key(labels: dict[str, str]) -> str:
 
 
 def _alerts(
-    payload: dict[str, Any], source: str, extra_links: Callable[[dict[str, Any]], list[Any]]
+    payload: dict[str, Any], source: str, extra_links: Callable[[dict[str, Any], str], list[str]]
 ) -> list[AlertInput]:
     alerts = payload.get("alerts")
     if not isinstance(alerts, list) or not alerts:
@@ -117,7 +118,8 @@ def _alerts(
         starts_at = _time(alert.get("startsAt"), f"{where}.startsAt")
         assert starts_at is not None
         ends_at = _time(alert.get("endsAt"), f"{where}.endsAt", required=False)
-        generator = _text(alert.get("generatorURL"), f"{where}.generatorURL", required=False, limit=2000)
+        generator = _text(alert.get("generatorURL"), f"{where}.generatorURL", required=False, limit=MAX_URL)
+        links = safe_links(generator, annotations.get("runbook_url"), *extra_links(alert, where))
         summary = annotations.get("summary") or annotations.get("description") or ""
         parsed.append(
             AlertInput(
@@ -131,9 +133,10 @@ def _alerts(
                 summary=annotations.get("description", ""),
                 labels=labels,
                 annotations=annotations,
-                links=safe_links(generator, annotations.get("runbook_url"), *extra_links(alert)),
+                links=links,
                 group_key=f"{source}:{group_key(labels)}",
                 component=labels.get("service") or labels.get("job") or "",
+                incident_type=labels.get("incident_type", "").strip(),
             )
         )
     return parsed
@@ -145,15 +148,19 @@ def parse_alertmanager(payload: Any) -> list[AlertInput]:
         raise PayloadError(
             f"version: expected '4' (Alertmanager webhook payload), got {body.get('version')!r}"
         )
-    return _alerts(body, Source.ALERTMANAGER, lambda alert: [])
+    return _alerts(body, Source.ALERTMANAGER, lambda alert, where: [])
+
+
+GRAFANA_LINKS = ("dashboardURL", "panelURL", "silenceURL")
 
 
 def parse_grafana(payload: Any) -> list[AlertInput]:
     body = _object(payload, "body")
     if body.get("version") != "1":
         raise PayloadError(f"version: expected '1' (Grafana alerting webhook), got {body.get('version')!r}")
-    return _alerts(
-        body,
-        Source.GRAFANA,
-        lambda alert: [alert.get("dashboardURL"), alert.get("panelURL"), alert.get("silenceURL")],
-    )
+    return _alerts(body, Source.GRAFANA, _grafana_links)
+
+
+def _grafana_links(alert: dict[str, Any], where: str) -> list[str]:
+    # Checked like generatorURL: text PostgreSQL can store, or the delivery is refused naming the field.
+    return [_text(alert.get(key), f"{where}.{key}", required=False, limit=MAX_URL) for key in GRAFANA_LINKS]

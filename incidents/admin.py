@@ -36,12 +36,19 @@ def lines_form(model: type, *fields: str) -> type[forms.ModelForm]:
 @admin.register(SeverityLevel)
 class SeverityLevelAdmin(admin.ModelAdmin):
     form = lines_form(SeverityLevel, "examples")
-    list_display = ["level", "name", "response_minutes", "kill_switch_default", "commander_required"]
+    list_display = [
+        "level",
+        "name",
+        "response_minutes",
+        "kill_switch_default",
+        "commander_required",
+        "pre_recovery_required",
+    ]
 
 
 @admin.register(IncidentType)
 class IncidentTypeAdmin(admin.ModelAdmin):
-    form = lines_form(IncidentType, "runbook_steps")
+    form = lines_form(IncidentType, "runbook_steps", "alert_names")
     list_display = ["name", "slug", "playbook_section", "kill_switch_reason", "position"]
     prepopulated_fields = {"slug": ["name"]}
 

@@ -29,3 +29,8 @@ class IncidentsConfig(AppConfig):
         LEAD: _LEAD,
         ADMIN: [*_LEAD, *_PLAYBOOK],
     }
+
+    def ready(self) -> None:
+        from incidents import metrics
+
+        metrics.register()

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from console.errors import DomainError
-from incidents.models import Incident, Severity, Status
+from incidents.models import Incident, Status
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     Status.TRIAGE: frozenset({Status.INVESTIGATING, Status.MITIGATING, Status.RESOLVED}),
@@ -44,24 +44,46 @@ def allowed_targets(status: str) -> list[str]:
     return [s for s in Status.values if s in TRANSITIONS[status]]
 
 
-def check_transition(incident: Incident, to_status: str, *, override_reason: str = "") -> None:
-    """Raise ActionRefused unless `incident` may move to `to_status` now."""
+def check_transition(
+    incident: Incident, to_status: str, *, override_reason: str = "", pre_recovery_done: bool | None = None
+) -> None:
+    """Raise ActionRefused unless `incident` may move to `to_status` now. What a severity requires
+    (a commander, the pre-recovery checklist) is the playbook's data: `incident.level`.
+    `pre_recovery_done` saves the query when the caller already knows."""
     if to_status not in TRANSITIONS.get(incident.status, frozenset()):
         raise ActionRefused(f"{incident.get_status_display()} cannot move to {_label(to_status)}.")
     if incident.status == Status.TRIAGE:
         if incident.acknowledged_at is None:
             raise ActionRefused("Acknowledge the incident before it leaves triage.")
-        if incident.severity <= Severity.SEV2 and incident.commander_id is None:
+        if incident.commander_missing:
             raise ActionRefused(
                 f"{incident.get_severity_display()} needs an incident commander before it leaves triage."
             )
-    if to_status == Status.RESOLVED and incident.severity <= Severity.SEV2:
-        from incidents.selectors import pre_recovery_complete
+    if to_status == Status.RESOLVED and incident.level.pre_recovery_required and not override_reason.strip():
+        if pre_recovery_done is None:
+            from incidents.selectors import pre_recovery_complete
 
-        if not pre_recovery_complete(incident) and not override_reason.strip():
+            pre_recovery_done = pre_recovery_complete(incident)
+        if not pre_recovery_done:
             raise ActionRefused(
                 "Complete the pre-recovery checklist, or resolve with an override and a reason."
             )
+
+
+def offered_moves(incident: Incident, *, pre_recovery_done: bool) -> tuple[list[tuple[str, str]], list[str]]:
+    """The moves a person may make now, as (status, button label), and why the others of the table
+    are not offered (each reason once): a page offers only what the services would accept."""
+    offered: list[tuple[str, str]] = []
+    reasons: list[str] = []
+    for status in allowed_targets(incident.status):
+        try:
+            check_transition(incident, status, pre_recovery_done=pre_recovery_done)
+        except ActionRefused as exc:
+            if str(exc) not in reasons:
+                reasons.append(str(exc))
+        else:
+            offered.append((status, ACTION_LABELS[status]))
+    return offered, reasons
 
 
 def _label(status: str) -> str:

@@ -38,6 +38,7 @@ class EventKind(models.TextChoices):
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     STATUS_CHANGED = "status_changed", "Status changed"
     SEVERITY_CHANGED = "severity_changed", "Severity changed"
+    TYPE_CHANGED = "type_changed", "Type changed"
     COMMANDER_ASSIGNED = "commander_assigned", "Commander assigned"
     NOTE = "note", "Note"
     CHECKLIST_ITEM = "checklist_item", "Checklist"
@@ -55,9 +56,18 @@ class SeverityLevel(models.Model):
     description = models.CharField(max_length=300)
     response_minutes = models.PositiveIntegerField(help_text="Detection to acknowledgement.")
     examples = models.JSONField(default=list, blank=True)
-    kill_switch_default = models.BooleanField(default=False, help_text="Playbook default: activate?")
-    commander_required = models.BooleanField(default=False)
-    pre_recovery_required = models.BooleanField(default=False)
+    # The severity's rules, read live: an edit here changes what the console allows at once.
+    kill_switch_default = models.BooleanField(
+        default=False,
+        help_text="Playbook default: activate the kill switch (the page and the tree advise it).",
+    )
+    commander_required = models.BooleanField(
+        default=False, help_text="An incident commander before the incident leaves triage."
+    )
+    pre_recovery_required = models.BooleanField(
+        default=False,
+        help_text="The pre-recovery checklist complete (or a lead's recorded override) before resolving.",
+    )
 
     class Meta:
         ordering = ["level"]
@@ -69,6 +79,28 @@ class SeverityLevel(models.Model):
     def response_time(self) -> timedelta:
         return timedelta(minutes=self.response_minutes)
 
+    @classmethod
+    def for_level(cls, level: int) -> SeverityLevel:
+        """The playbook's row for `level`, or, when the playbook data is not loaded, the playbook's
+        own figures (unsaved): the rules never silently relax because a table is empty."""
+        return cls.objects.filter(level=level).first() or cls.fallback(level)
+
+    @classmethod
+    def fallback(cls, level: int) -> SeverityLevel:
+        minutes, strict = PLAYBOOK_LEVELS[level]
+        return cls(
+            level=level,
+            name=Severity(level).label,
+            response_minutes=minutes,
+            kill_switch_default=strict,
+            commander_required=strict,
+            pre_recovery_required=strict,
+        )
+
+
+# The playbook's figures (response minutes, SEV-1/SEV-2 strictness), used only without its data.
+PLAYBOOK_LEVELS = {1: (15, True), 2: (60, True), 3: (240, False), 4: (1440, False)}
+
 
 class IncidentType(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
@@ -78,6 +110,11 @@ class IncidentType(models.Model):
         max_length=30, blank=True, help_text="CDB reason if the runbook halts."
     )
     runbook_steps = models.JSONField(default=list, blank=True)
+    alert_names = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Alert names (Alertmanager's alertname, Grafana's rule title) that open this type.",
+    )
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -170,8 +207,21 @@ class Incident(models.Model):
         return self.status in OPEN_STATUSES
 
     @property
+    def level(self) -> SeverityLevel:
+        """The playbook's rules for this incident's severity, read once per instance (and again
+        after a severity change): what a request renders and a service checks agree."""
+        cached = self.__dict__.get("_level")
+        if cached is None or cached.level != self.severity:
+            cached = self.__dict__["_level"] = SeverityLevel.for_level(self.severity)
+        return cached
+
+    @property
     def kill_switch_recommended(self) -> bool:
-        return self.severity <= Severity.SEV2
+        return self.level.kill_switch_default
+
+    @property
+    def commander_missing(self) -> bool:
+        return self.commander_id is None and self.level.commander_required
 
 
 class IncidentChecklistItem(models.Model):

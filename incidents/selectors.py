@@ -94,22 +94,24 @@ def board_for(user: Any, *, filters: dict[str, Any]) -> QuerySet[Incident]:
 
 
 def closed_search(user: Any, *, filters: dict[str, Any]) -> QuerySet[Incident]:
+    """Resolved and closed incidents, newest first, with the same filters as the board."""
     qs = (
         incidents_visible_to(user)
         .filter(status__in=[Status.RESOLVED, Status.CLOSED])
         .select_related("incident_type", "commander")
         .order_by("-detected_at", "-pk")
     )
-    if q := filters.get("q"):
-        ref = q.upper().removeprefix("INC-")
-        cond = Q(title__icontains=q) | Q(description__icontains=q)
-        if ref.isdigit():
-            cond |= Q(pk=int(ref))
-        qs = qs.filter(cond)
     return _apply_filters(qs, user, {**filters, "status": None})
 
 
 def _apply_filters(qs: QuerySet[Incident], user: Any, filters: dict[str, Any]) -> QuerySet[Incident]:
+    if q := filters.get("q"):
+        # Words in the title or description, or a reference (INC-42, or just 42).
+        ref = q.strip().upper().removeprefix("INC-")
+        cond = Q(title__icontains=q) | Q(description__icontains=q)
+        if ref.isdigit():
+            cond |= Q(pk=int(ref))
+        qs = qs.filter(cond)
     if severities := filters.get("severity"):
         qs = qs.filter(severity__in=severities)
     if types := filters.get("type"):

@@ -3,6 +3,7 @@ same transaction, or changes nothing (a double click, a refused action)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from incidents import timeline
 from incidents.lifecycle import ActionRefused, check_transition
 from incidents.models import (
+    PLAYBOOK_LEVELS,
     Checklist,
     ChecklistKind,
     EventKind,
@@ -27,12 +29,21 @@ from incidents.models import (
     Status,
     TimelineEvent,
 )
+from incidents.triage import below_suggestion_message, suggested_severity
 
-# Used only when the playbook data has not been loaded (the playbook's own figures).
-FALLBACK_RESPONSE_MINUTES = {1: 15, 2: 60, 3: 240, 4: 1440}
 COMMANDER_PERMS = ("incidents.view_incident", "incidents.change_incident")
 MAX_NOTE = 10_000
 MAX_REASON = 500
+SOMEONE_CHANGED_IT = "(someone changed it); nothing changed."
+
+
+class Unseen(enum.Enum):
+    """What a caller passes when it cannot say what the person saw (a task, a script)."""
+
+    TOKEN = 0
+
+
+UNSEEN = Unseen.TOKEN
 
 
 @dataclass(frozen=True)
@@ -52,11 +63,7 @@ def declare_defaults() -> DeclareDefaults:
 
 
 def response_time(severity: int) -> timedelta:
-    minutes = (
-        SeverityLevel.objects.filter(level=severity).values_list("response_minutes", flat=True).first()
-        or FALLBACK_RESPONSE_MINUTES[severity]
-    )
-    return timedelta(minutes=minutes)
+    return SeverityLevel.for_level(severity).response_time
 
 
 def _lock(incident: Incident | int) -> Incident:
@@ -93,13 +100,15 @@ def incident_declare(
     affected_components: Iterable[str] = (),
     detected_at: datetime | None = None,
     decision_answers: dict[str, Any] | None = None,
+    severity_reason: str = "",
     is_drill: bool = False,
     defaults: DeclareDefaults | None = None,
     signals: Iterable[tuple[str, dict[str, Any]]] = (),
 ) -> Incident:
     """Open an incident.
 
-    1. Validate and compute the acknowledgement deadline from the severity's response time.
+    1. Validate and compute the acknowledgement deadline from the severity's response time. A
+       severity lower than the decision tree's suggestion needs `severity_reason`.
     2. Copy the playbook's checklists and the type's runbook onto the incident (a snapshot:
        later playbook edits never change what this incident shows).
     3. Record the declaration on the timeline, followed by the `signals` (message, data) that
@@ -116,6 +125,7 @@ def incident_declare(
         affected_components=affected_components,
         detected_at=detected_at,
         decision_answers=decision_answers,
+        severity_reason=severity_reason,
         is_drill=is_drill,
         defaults=defaults,
         now=now,
@@ -130,6 +140,7 @@ def incident_declare(
 class Declaration:
     """One incident an alert opens (see `incidents_declare`)."""
 
+    incident_type: IncidentType
     title: str
     severity: int
     description: str
@@ -140,7 +151,7 @@ class Declaration:
 
 @transaction.atomic
 def incidents_declare(
-    *, incident_type: IncidentType, declarations: list[Declaration], defaults: DeclareDefaults | None = None
+    *, declarations: list[Declaration], defaults: DeclareDefaults | None = None
 ) -> list[Incident]:
     """Open several incidents at once, declared by no one: alert routing's bursts. Each is exactly
     what `incident_declare` would open, in one INSERT for all the incidents, one for all their
@@ -151,12 +162,13 @@ def incidents_declare(
         _prepare_declaration(
             actor=None,
             title=d.title,
-            incident_type=incident_type,
+            incident_type=d.incident_type,
             severity=d.severity,
             description=d.description,
             affected_components=d.affected_components,
             detected_at=d.detected_at,
             decision_answers=None,
+            severity_reason="",
             is_drill=False,
             defaults=defaults,
             now=now,
@@ -165,7 +177,9 @@ def incidents_declare(
     ]
     incidents = Incident.objects.bulk_create([incident for incident, _ in prepared])
     IncidentChecklistItem.objects.bulk_create(
-        item for incident in incidents for item in _checklist_items(incident, incident_type, defaults)
+        item
+        for incident, d in zip(incidents, declarations, strict=True)
+        for item in _checklist_items(incident, d.incident_type, defaults)
     )
     timeline.record_many_incidents(
         {
@@ -186,6 +200,7 @@ def _prepare_declaration(
     affected_components: Iterable[str],
     detected_at: datetime | None,
     decision_answers: dict[str, Any] | None,
+    severity_reason: str,
     is_drill: bool,
     defaults: DeclareDefaults,
     now: datetime,
@@ -194,11 +209,12 @@ def _prepare_declaration(
     title = _clean_text(title, field="Title", limit=200)
     if severity not in Severity.values:
         raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
+    below = _below_suggestion(decision_answers, severity, severity_reason)
     detected_at = detected_at or now
     if detected_at > now + timedelta(minutes=1):
         raise ActionRefused("Detection time cannot be in the future.")
     components = [c.strip()[:80] for c in affected_components if c and c.strip()]
-    minutes = defaults.response_minutes.get(severity) or FALLBACK_RESPONSE_MINUTES[severity]
+    minutes = defaults.response_minutes.get(severity) or PLAYBOOK_LEVELS[severity][0]
     incident = Incident(
         title=title,
         description=description.strip(),
@@ -212,15 +228,34 @@ def _prepare_declaration(
         declared_by=actor if getattr(actor, "pk", None) else None,
         ack_due_at=detected_at + timedelta(minutes=minutes),
     )
+    data: dict[str, Any] = {
+        "type": incident_type.slug,
+        "components": components,
+        "decision": decision_answers,
+    }
+    if below:
+        data["below_suggestion"] = below
     declared = {
         "kind": EventKind.DECLARED,
         "actor": actor,
         "new": incident.get_severity_display(),
         "message": title,
-        "data": {"type": incident_type.slug, "components": components, "decision": decision_answers},
+        "data": data,
         "at": now,
     }
     return incident, declared
+
+
+def _below_suggestion(answers: dict[str, Any] | None, severity: int, reason: str) -> dict[str, Any] | None:
+    """{"suggested", "reason"} when `severity` is lower than the decision tree suggested (a reason is
+    then required), else None."""
+    suggested = suggested_severity(answers)
+    if suggested is None or severity <= suggested:
+        return None
+    reason = _clean_text(reason, field="Reason", limit=MAX_REASON, required=False)
+    if not reason:
+        raise ActionRefused(below_suggestion_message(severity, suggested))
+    return {"suggested": suggested, "reason": reason}
 
 
 def _checklist_items(
@@ -281,8 +316,7 @@ def incident_change_status(
         return incident
     if from_status and incident.status != from_status:
         raise ActionRefused(
-            f"{incident.reference} is now {incident.get_status_display()} (someone changed it); "
-            "nothing changed."
+            f"{incident.reference} is now {incident.get_status_display()} {SOMEONE_CHANGED_IT}"
         )
     override_reason = _clean_text(override_reason, field="Override reason", limit=MAX_REASON, required=False)
     check_transition(incident, to_status, override_reason=override_reason)
@@ -294,7 +328,7 @@ def incident_change_status(
     data: dict[str, Any] = {}
     if to_status == Status.RESOLVED:
         incident.resolved_at = now
-        if override_reason and incident.severity <= Severity.SEV2 and not pre_recovery_complete(incident):
+        if override_reason and incident.level.pre_recovery_required and not pre_recovery_complete(incident):
             data["pre_recovery_override"] = override_reason
     elif to_status == Status.CLOSED:
         incident.closed_at = now
@@ -316,12 +350,19 @@ def incident_change_status(
 
 
 @transaction.atomic
-def incident_assign_commander(*, incident: Incident | int, actor: User, commander: User) -> Incident:
-    """Make `commander` the incident commander and give them object permission to edit it."""
+def incident_assign_commander(
+    *, incident: Incident | int, actor: User, commander: User, from_commander: int | Unseen | None = UNSEEN
+) -> Incident:
+    """Make `commander` the incident commander and give them object permission to edit it.
+    `from_commander` is the commander's id the person saw (None: none yet): if it changed meanwhile,
+    the same choice changes nothing and another is refused."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
     if incident.commander_id == commander.pk:
         return incident
+    if from_commander is not UNSEEN and incident.commander_id != from_commander:
+        now = incident.commander.get_username() if incident.commander else "nobody"
+        raise ActionRefused(f"{incident.reference}'s commander is now {now} {SOMEONE_CHANGED_IT}")
     if not commander.is_active or not commander.has_perm("incidents.act_on_incident"):
         raise ActionRefused(
             f"{commander.get_username()} cannot command incidents (needs the responder role)."
@@ -346,16 +387,28 @@ def incident_assign_commander(*, incident: Incident | int, actor: User, commande
 
 @transaction.atomic
 def incident_change_severity(
-    *, incident: Incident | int, actor: User | None, severity: int, reason: str
+    *,
+    incident: Incident | int,
+    actor: User | None,
+    severity: int,
+    reason: str,
+    from_severity: int | None = None,
 ) -> Incident:
-    """Change severity with a reason. Before acknowledgement the deadline follows the new severity."""
+    """Change severity with a reason. Before acknowledgement the deadline follows the new severity.
+    `from_severity` is what the person saw: if it changed meanwhile, the same change does nothing and
+    another is refused. Lower than the decision tree's suggestion: the timeline row says so."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
     if severity not in Severity.values:
         raise ActionRefused(f"Unknown severity {severity!r}; choose SEV-1 to SEV-4.")
     if incident.severity == severity:
         return incident
+    if from_severity is not None and incident.severity != from_severity:
+        raise ActionRefused(
+            f"{incident.reference} is now {incident.get_severity_display()} {SOMEONE_CHANGED_IT}"
+        )
     reason = _clean_text(reason, field="Reason", limit=MAX_REASON)
+    below = _below_suggestion(incident.decision_answers, severity, reason)
     old = incident.get_severity_display()
     incident.severity = severity
     fields = ["severity"]
@@ -370,6 +423,7 @@ def incident_change_severity(
         old=old,
         new=incident.get_severity_display(),
         message=reason,
+        data={"below_suggestion": below} if below else None,
     )
     return incident
 
@@ -418,14 +472,35 @@ def incident_edit(
     title: str,
     description: str,
     affected_components: Iterable[str],
+    seen: dict[str, Any] | None = None,
 ) -> Incident:
+    """Edit the free-text fields. `seen` holds the values the person's form showed: a field they
+    left as it was is not written (someone else's change to it stays), and a field they changed that
+    someone else changed too is a conflict: refused, naming it, nothing written."""
     incident = _lock(incident)
     _refuse_if_closed(incident)
     new = {
         "title": _clean_text(title, field="Title", limit=200),
         "description": (description or "").strip(),
-        "affected_components": [c.strip()[:80] for c in affected_components if c and c.strip()],
+        "affected_components": _components(affected_components),
     }
+    if seen is not None:
+        seen = {
+            "title": (seen.get("title") or "").strip(),
+            "description": (seen.get("description") or "").strip(),
+            "affected_components": _components(seen.get("affected_components") or []),
+        }
+        new = {f: v for f, v in new.items() if v != seen[f]}
+        conflicts = [f for f in new if getattr(incident, f) != seen[f] and getattr(incident, f) != new[f]]
+        if conflicts:
+            raise ActionRefused(
+                " ".join(
+                    f"Someone changed the {f.replace('_', ' ')} while you were editing "
+                    f"(now: “{_shown(getattr(incident, f))}”)."
+                    for f in conflicts
+                )
+                + " Nothing was saved; your text is below."
+            )
     changes = {f: [getattr(incident, f), v] for f, v in new.items() if getattr(incident, f) != v}
     if not changes:
         return incident
@@ -439,6 +514,64 @@ def incident_edit(
         old=", ".join(changes),
         message="Changed " + ", ".join(f.replace("_", " ") for f in changes),
         data={"changes": changes},
+    )
+    return incident
+
+
+def _components(values: Iterable[str]) -> list[str]:
+    return [c.strip()[:80] for c in values if c and c.strip()]
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    text = ", ".join(value) if isinstance(value, list) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@transaction.atomic
+def incident_change_type(
+    *, incident: Incident | int, actor: User, incident_type: IncidentType, from_type: str | None = None
+) -> Incident:
+    """Change the incident's type.
+
+    1. Lock; a closed incident keeps its type; the same type changes nothing. `from_type` is the
+       type's slug the person saw: if it changed meanwhile, another choice is refused.
+    2. Append the new type's runbook steps the incident's runbook does not have yet, after the
+       existing ones: what was ticked stays ticked, nothing is removed.
+    3. One timeline row, with how many steps were added.
+    """
+    incident = _lock(incident)
+    _refuse_if_closed(incident)
+    if incident.incident_type_id == incident_type.pk:
+        return incident
+    current = incident.incident_type
+    if from_type is not None and current.slug != from_type:
+        raise ActionRefused(f"{incident.reference}'s type is now {current.name} {SOMEONE_CHANGED_IT}")
+    existing = list(
+        incident.checklist_items.filter(kind=ChecklistKind.RUNBOOK).values_list("position", "text")
+    )
+    have = {text for _, text in existing}
+    position = max((p for p, _ in existing), default=-1) + 1
+    added: list[IncidentChecklistItem] = []
+    for step in incident_type.runbook_steps:
+        text = str(step)[:300]
+        if text in have:
+            continue
+        have.add(text)
+        added.append(
+            IncidentChecklistItem(
+                incident=incident, kind=ChecklistKind.RUNBOOK, position=position + len(added), text=text
+            )
+        )
+    IncidentChecklistItem.objects.bulk_create(added)
+    incident.incident_type = incident_type
+    incident.save(update_fields=["incident_type"])
+    timeline.record(
+        incident,
+        kind=EventKind.TYPE_CHANGED,
+        actor=actor,
+        old=current.name,
+        new=incident_type.name,
+        data={"from": current.slug, "to": incident_type.slug, "added_steps": len(added)},
     )
     return incident
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("incidents/<int:pk>/transition/", views.transition, name="transition"),
     path("incidents/<int:pk>/severity/", views.change_severity, name="severity"),
     path("incidents/<int:pk>/commander/", views.assign_commander, name="commander"),
+    path("incidents/<int:pk>/type/", views.change_type, name="type"),
     path("incidents/<int:pk>/note/", views.add_note, name="note"),
     path("incidents/<int:pk>/checklist/", views.checklist_item, name="checklist"),
 ]

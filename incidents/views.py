@@ -28,9 +28,9 @@ from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_
 
 from console.http import HtmxHttpRequest
 from incidents import forms, panels, selectors, services
-from incidents.lifecycle import ACTION_LABELS, ActionRefused, allowed_targets
-from incidents.models import Incident, IncidentType, SeverityLevel, Status
-from incidents.triage import describe_answers
+from incidents.lifecycle import ActionRefused, check_transition, offered_moves
+from incidents.models import Incident, SeverityLevel, Status
+from incidents.triage import QUESTIONS, describe_answers
 
 CHANGED = "incident-changed"
 
@@ -85,6 +85,7 @@ def declare(request: HtmxHttpRequest) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 affected_components=forms.split_components(form.cleaned_data["affected_components"]),
                 decision_answers=form.decision_answers(),
+                severity_reason=form.cleaned_data["severity_reason"],
             )
         except ActionRefused as exc:
             form.add_error(None, str(exc))
@@ -97,19 +98,33 @@ def declare(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def declare_suggest(request: HtmxHttpRequest) -> HttpResponse:
-    """The decision tree's suggestion for the answers so far (htmx fragment)."""
+    """The decision tree for the answers so far (htmx fragment): the questions it still asks, and
+    its suggestion once an answer decides."""
     if not request.user.has_perm("incidents.add_incident"):
         return _forbidden(request, "Declaring incidents needs the responder role.")
     form = forms.DecisionTreeForm(request.GET)
-    form.is_valid()
-    return render(request, "incidents/incident_declare.html#suggestion", _declare_context(form))
+    return render(request, "incidents/incident_declare_tree.html", _declare_context(form))
 
 
-def _declare_context(form: Form) -> dict[str, Any]:
-    suggestion = None
-    if form.is_bound and form.is_valid() and form.tree_answered():  # type: ignore[attr-defined]
-        suggestion = form.suggestion()  # type: ignore[attr-defined]
-    return {"form": form, "suggestion": suggestion, "levels": SeverityLevel.objects.all()}
+def _declare_context(form: forms.DecisionTreeForm) -> dict[str, Any]:
+    form.is_valid()  # an unbound form stays empty; a bound one is walked as far as its answers go
+    tree = form.walk()
+    levels = {level.level: level for level in SeverityLevel.objects.all()}
+    suggestion = tree.suggestion
+    halt = suggestion is not None and (
+        suggestion.tree_halts
+        or (
+            levels.get(suggestion.severity) or SeverityLevel.fallback(suggestion.severity)
+        ).kill_switch_default
+    )
+    return {
+        "form": form,
+        # Questions after the deciding answer: hidden (every question shows until one decides).
+        "not_asked": [q for q in QUESTIONS if tree.suggestion and q not in tree.asked],
+        "suggestion": suggestion,
+        "suggest_halt": halt,
+        "levels": levels.values(),
+    }
 
 
 # --- The live incident page ---------------------------------------------------------------
@@ -161,22 +176,22 @@ def _detail_context(
     *,
     new_events_after: int | None = None,
     oob: bool = False,
-    **forms_: Any,
+    bound: dict[str, Form] | None = None,
 ) -> dict[str, Any]:
+    """Everything the page renders. `bound` holds a submitted form by its context name, shown with
+    its errors in place of the fresh one (a plain POST that failed)."""
     perms = selectors.incident_permissions(request.user, incident)
     checklists = selectors.checklists_for(incident)
-    pre_recovery = checklists["pre_recovery"]
-    level = SeverityLevel.objects.filter(level=incident.severity).first()
+    pre_recovery_done = all(i.done for i in checklists["pre_recovery"])
+    moves, blocked = offered_moves(incident, pre_recovery_done=pre_recovery_done)
     context: dict[str, Any] = {
         "incident": incident,
         "can": perms,
-        "level": level,
         "checklists": checklists,
-        "pre_recovery_done": all(i.done for i in pre_recovery),
-        "targets": [(s, ACTION_LABELS[s]) for s in allowed_targets(incident.status)],
+        "moves": moves,
+        "blocked": blocked,
         "events": selectors.timeline_for(incident, after=new_events_after),
         "panels": panels.panels_for(incident, request.user, live_only=oob),
-        "append_only": new_events_after is not None,
         "answers": describe_answers(incident.decision_answers) if incident.decision_answers else None,
         "now": timezone.now(),
         "oob": oob,
@@ -184,17 +199,27 @@ def _detail_context(
     }
     if not oob:
         context |= {
-            "note_form": forms_.get("note_form") or forms.NoteForm(),
-            "severity_form": forms_.get("severity_form")
-            or forms.SeverityForm(initial={"severity": incident.severity}),
-            "commander_form": forms_.get("commander_form")
-            or forms.CommanderForm(
+            "note_form": forms.NoteForm(),
+            "severity_form": forms.SeverityForm(initial={"severity": incident.severity}),
+            "commander_form": forms.CommanderForm(
                 candidates=selectors.commander_candidates(), initial={"commander": incident.commander_id}
             ),
-            "override_form": forms_.get("override_form") or forms.TransitionForm(),
-            "types": IncidentType.objects.all(),
-        }
+            "type_form": forms.TypeForm(initial={"incident_type": incident.incident_type_id}),
+            "override_form": forms.TransitionForm(),
+            "offer_override": _override_possible(incident, pre_recovery_done),
+        } | (bound or {})
     return context
+
+
+def _override_possible(incident: Incident, pre_recovery_done: bool) -> bool:
+    """Whether resolving with an override is what stands between this incident and resolved."""
+    if pre_recovery_done or not incident.level.pre_recovery_required:
+        return False
+    try:
+        check_transition(incident, Status.RESOLVED, override_reason="(override)", pre_recovery_done=False)
+    except ActionRefused:
+        return False
+    return True
 
 
 # --- Actions ------------------------------------------------------------------------------
@@ -264,6 +289,8 @@ def _fresh(form: Form, incident: Incident) -> Form:
         )
     if isinstance(form, forms.SeverityForm):
         return forms.SeverityForm(initial={"severity": incident.severity})
+    if isinstance(form, forms.TypeForm):
+        return forms.TypeForm(initial={"incident_type": incident.incident_type_id})
     return form.__class__()
 
 
@@ -313,6 +340,7 @@ def change_severity(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             actor=_actor(request),
             severity=d["severity"],
             reason=d["reason"],
+            from_severity=d["from_severity"],
         ),
         success="Severity changed.",
         partial="severity_form",
@@ -331,9 +359,28 @@ def assign_commander(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             incident=i,
             actor=_actor(request),
             commander=d["commander"],
+            from_commander=d["from_commander"],
         ),
         success="Commander assigned.",
         partial="commander_form",
+    )
+
+
+@require_POST
+def change_type(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _act(
+        request,
+        pk,
+        perm="incidents.act_on_incident",
+        form=forms.TypeForm(request.POST),
+        run=lambda i, d: services.incident_change_type(
+            incident=i,
+            actor=_actor(request),
+            incident_type=d["incident_type"],
+            from_type=d["from_type"] or None,
+        ),
+        success="Type changed.",
+        partial="type_form",
     )
 
 
@@ -370,36 +417,44 @@ def checklist_item(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     incident = selectors.incident_get_for_user(request.user, pk, perm="incidents.change_incident")
-    if request.method == "POST":
-        form = forms.EditForm(request.POST)
-        if form.is_valid():
-            try:
-                services.incident_edit(
-                    incident=incident,
-                    actor=_actor(request),
-                    title=form.cleaned_data["title"],
-                    description=form.cleaned_data["description"],
-                    affected_components=forms.split_components(form.cleaned_data["affected_components"]),
-                )
-            except ActionRefused as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, "Incident updated.")
-                return redirect("incidents:detail", pk=pk)
-    else:
-        form = forms.EditForm(
-            initial={
-                "title": incident.title,
-                "description": incident.description,
-                "affected_components": ", ".join(incident.affected_components),
-            }
-        )
-    return render(
-        request,
-        "incidents/incident_edit.html",
-        {"incident": incident, "form": form},
-        status=422 if form.errors else 200,
-    )
+    if request.method == "GET":
+        form = forms.EditForm(initial=_edit_values(incident))
+        return render(request, "incidents/incident_edit.html", {"incident": incident, "form": form})
+    form = forms.EditForm(request.POST)
+    if form.is_valid():
+        try:
+            services.incident_edit(
+                incident=incident,
+                actor=_actor(request),
+                title=form.cleaned_data["title"],
+                description=form.cleaned_data["description"],
+                affected_components=forms.split_components(form.cleaned_data["affected_components"]),
+                seen=form.seen(),
+            )
+        except ActionRefused as exc:
+            # Keep the person's text, and record that they have now seen the current values: saving
+            # again is a deliberate overwrite.
+            incident.refresh_from_db()
+            data = request.POST.copy()
+            for key, value in _edit_values(incident).items():
+                if key.startswith("seen_"):
+                    data[key] = value
+            form = forms.EditForm(data)
+            form.is_valid()
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Incident updated.")
+            return redirect("incidents:detail", pk=pk)
+    return render(request, "incidents/incident_edit.html", {"incident": incident, "form": form}, status=422)
+
+
+def _edit_values(incident: Incident) -> dict[str, str]:
+    shown = {
+        "title": incident.title,
+        "description": incident.description,
+        "affected_components": ", ".join(incident.affected_components),
+    }
+    return shown | {f"seen_{k}": v for k, v in shown.items()}
 
 
 def _actor(request: HtmxHttpRequest) -> User:

@@ -262,11 +262,19 @@ class FileBackend:
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise BackendError(f"Cannot write {self.path}: {exc.strerror or exc}") from exc
-        dir_fd = os.open(directory, os.O_RDONLY)
+        # The new state is in place (readers see it) but not yet durable: the caller reads it back
+        # and decides (a halt that reads halted counts; a resume is undone).
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise BackendError(
+                f"{self.path} was replaced, but its directory could not be synced to disk: "
+                f"{exc.strerror or exc}"
+            ) from exc
 
 
 class _Unreadable(Exception):
@@ -464,7 +472,7 @@ class HttpBackend:
             )
 
 
-# The answer's fields and the JSON types CDB gives them (CONTRACTS 1.2).
+# The answer's fields and the JSON types CDB gives them (docs/cdb/contracts.md 1.2).
 API_TYPES: dict[str, tuple[type, ...]] = {
     "active": (bool,),
     "reason": (str, type(None)),

@@ -35,9 +35,14 @@ class IncidentField(forms.ModelChoiceField):
         super().__init__(queryset=Incident.objects.none(), required=False, **kwargs)
 
 
-class ActivateForm(forms.Form):
+class HaltForm(forms.Form):
+    """What a halt needs; also the halt form used while the database is unreachable (no incidents)."""
+
     reason = forms.ChoiceField(choices=[(r, REASON_LABELS[r]) for r in REASONS])
     message = SafeText(max_length=MAX_FIELD, required=False, label="Message")
+
+
+class ActivateForm(HaltForm):
     incident = IncidentField(label="Incident", empty_label="— none —")
 
     def __init__(self, *args: Any, incidents: Any, **kwargs: Any) -> None:

@@ -14,6 +14,8 @@ class Action(models.TextChoices):
     RESUME_APPROVED = "resume_approved", "Resume approved (deactivated)"
     RESUME_REJECTED = "resume_rejected", "Resume rejected"
     RESUME_EXPIRED = "resume_expired", "Resume request expired"
+    RESUME_VOIDED = "resume_voided", "Resume request void"
+    RESUME_FAILED = "resume_failed", "Resume failed (halted again)"
     EXTERNAL_CHANGE = "external_change", "External change"
     PERMISSION_GRANTED = "permission_granted", "Permission granted"
     PERMISSION_REVOKED = "permission_revoked", "Permission revoked"
@@ -51,6 +53,8 @@ class ResumeStatus(models.TextChoices):
     APPROVED = "approved", "Approved, trading resumed"
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired"
+    VOID = "void", "Void"
+    FAILED = "failed", "Failed, trading halted again"
 
 
 class ResumeRequest(models.Model):
@@ -59,6 +63,11 @@ class ResumeRequest(models.Model):
     justification = models.TextField()
     incident = models.ForeignKey("incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL)
     pre_recovery = models.JSONField(default=list, blank=True, help_text="The checklist as it stood.")
+    halt = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The halt this request was filed for (see services.halt_of); another halt voids it.",
+    )
     status = models.CharField(max_length=20, choices=ResumeStatus.choices, default=ResumeStatus.PENDING)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
@@ -121,6 +130,18 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.target} by {self.actor_name}"
+
+
+class SpooledChange(models.Model):
+    """A spool entry already turned into its audit record (see killswitch/spool.py): an entry is
+    recorded once, even if the spool could not be emptied after its record was committed."""
+
+    entry_id = models.UUIDField(unique=True)
+    audit_seq = models.BigIntegerField()
+    recorded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"spool entry {self.entry_id} → audit #{self.audit_seq}"
 
 
 class AuditHead(models.Model):

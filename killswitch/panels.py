@@ -9,10 +9,11 @@ from incidents.models import Incident
 
 
 def _context(incident: Incident, user: Any) -> dict[str, Any]:
-    from killswitch.targets import all_targets
+    """The target this incident acts on: production for a real incident, the drill target for a drill
+    (None when no drill target is configured: the panel then offers no control)."""
+    from killswitch.targets import target_for
 
-    production = next(iter(all_targets().values()))
-    return {"target": production}
+    return {"target": target_for(is_drill=incident.is_drill)}
 
 
 def register() -> None:

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from console import otp, reauth
 from incidents.models import OPEN_STATUSES
 from incidents.selectors import incidents_visible_to
-from killswitch import forms, selectors, services
+from killswitch import forms, offline, selectors, services
 from killswitch.backends import BackendError, InvalidInput
 from killswitch.export import csv_rows
 from killswitch.middleware import client_ip
@@ -36,10 +36,11 @@ def _target(name: str) -> Target:
         raise Http404("No such kill-switch target.") from None
 
 
-def _open_incidents(request: HttpRequest) -> Any:
+def _open_incidents(request: HttpRequest, tgt: Target) -> Any:
+    """The open incidents this target's controls may name: real ones on production, drills elsewhere."""
     return (
         incidents_visible_to(request.user)
-        .filter(status__in=OPEN_STATUSES)
+        .filter(status__in=OPEN_STATUSES, is_drill=not tgt.production)
         .order_by("severity", "-detected_at")
     )
 
@@ -77,7 +78,7 @@ def activate(request: HttpRequest, target: str) -> HttpResponse:
         raise PermissionDenied("Halting trading needs the responder role.")
     tgt = _target(target)
     initial = {"reason": request.GET.get("reason", "manual"), "incident": request.GET.get("incident")}
-    form = forms.ActivateForm(request.POST or None, incidents=_open_incidents(request), initial=initial)
+    form = forms.ActivateForm(request.POST or None, incidents=_open_incidents(request, tgt), initial=initial)
     status = 200
     if request.method == "POST" and form.is_valid():
         if request.POST.get("confirm") != "yes":
@@ -97,6 +98,14 @@ def activate(request: HttpRequest, target: str) -> HttpResponse:
             form.add_error(None, f"{exc} Nothing was recorded as done; the state is shown as read now.")
             status = 502
         else:
+            if not outcome.recorded:
+                # Halted, but the database did not take the record: say so here, without a redirect to
+                # pages that need the database.
+                return offline.render_plain(
+                    request,
+                    "killswitch/activate_done.html",
+                    {"outcome": outcome, "target": tgt, "offline": False},
+                )
             (messages.success if outcome.changed else messages.info)(request, outcome.message)
             incident = form.cleaned_data["incident"]
             return redirect("incidents:detail", pk=incident.pk) if incident else redirect("killswitch:index")
@@ -116,7 +125,9 @@ def request_resume(request: HttpRequest, target: str) -> HttpResponse:
         raise PermissionDenied("Requesting a resume needs the lead role.")
     tgt = _target(target)
     initial = {"incident": request.GET.get("incident")}
-    form = forms.ResumeRequestForm(request.POST or None, incidents=_open_incidents(request), initial=initial)
+    form = forms.ResumeRequestForm(
+        request.POST or None, incidents=_open_incidents(request, tgt), initial=initial
+    )
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
@@ -170,7 +181,7 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
         outcome = services.killswitch_approve_resume(
             request_id=pk, actor=user, reauthenticated=True, ip=client_ip(request)
         )
-    except (services.KillSwitchRefused, BackendError) as exc:
+    except (services.KillSwitchRefused, services.ResumeFailed, BackendError) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, outcome.message)

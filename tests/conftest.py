@@ -127,12 +127,23 @@ class Files:
 
 @pytest.fixture
 def ks_files(settings: Any, tmp_path: Path) -> Files:
-    """Both targets on state files in a temporary directory, starting as CDB's deactivate leaves them."""
+    """Both targets on state files in a temporary directory, starting as CDB's deactivate leaves them
+    and as the console last observed them (so the first action finds nothing changed outside it).
+    Halts made without the database are spooled in the same directory."""
+    from django.db import transaction
+
+    from killswitch import services
+
     files = Files(
         tmp_path / "production" / ".cdb_kill_switch.state", tmp_path / "drill" / ".cdb_kill_switch.state"
     )
-    for path in (files.production, files.drill):
+    settings.KILLSWITCH_TARGETS = f"production=file:{files.production};drill=file:{files.drill}"
+    settings.KILLSWITCH_SPOOL = str(tmp_path / "killswitch-spool.jsonl")
+    for name in ("production", "drill"):
+        path = getattr(files, name)
         path.parent.mkdir()
         FileBackend(path).deactivate(operator="setup", justification="initial state for the test")
-    settings.KILLSWITCH_TARGETS = f"production=file:{files.production};drill=file:{files.drill}"
+        with transaction.atomic():
+            row = services._lock(services.get_target(name))
+            services._remember(row, FileBackend(path).read(), by="setup", changed=False)
     return files

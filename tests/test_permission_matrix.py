@@ -85,6 +85,16 @@ ROWS = [
     ),
     Row("incidents:severity", "post", ACT, data=lambda i: {"severity": "1", "reason": "orders failing"}),
     Row("incidents:commander", "post", ACT, data=lambda i: {"commander": i.commander_id}),
+    Row(
+        "incidents:type",
+        "post",
+        ACT,
+        data=lambda i: {
+            "incident_type": IncidentType.objects.get(slug="service-crash-loop").pk,
+            "from_type": i.incident_type.slug,
+        },
+    ),
+    Row("incidents:type", "get", POST_ONLY, label="get"),
     Row("incidents:note", "post", ACT, data=lambda i: {"text": "looking"}),
     Row(
         "incidents:checklist",
@@ -164,6 +174,10 @@ ROWS = [
     # Composing messages: whoever may act on the incident (its commander included).
     Row("comms:preview", "post", ACT, data=lambda c: {"kind": "update", "progress": "looking"}),
     Row("comms:send", "post", ACT, data=lambda c: {"kind": "update", "title": "t", "text": "Still on it"}),
+    # Prometheus's /metrics: a bearer token (METRICS_TOKEN, unset here) or an allowed network, never
+    # a session.
+    Row("metrics", "get", dict.fromkeys(PERSONAS, 401)),
+    Row("metrics", "post", dict.fromkeys(PERSONAS, 405), label="post", data=lambda c: {}),
     Row("login", "get", {"anonymous": OK, **{p: OK for p in PERSONAS[1:]}}),
     # The login's code step: without a right password first in this session, back to the login page.
     Row("login_code", "get", dict.fromkeys(PERSONAS, LOGIN)),

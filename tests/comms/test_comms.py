@@ -67,9 +67,9 @@ def test_with_nobody_on_call_the_notice_says_so(receiver, responder):
 def test_a_burst_of_detected_incidents_each_gets_its_notice(receiver):
     other = IncidentType.objects.get(slug="other")
     incident_services.incidents_declare(
-        incident_type=other,
         declarations=[
             incident_services.Declaration(
+                incident_type=other,
                 title=f"ServiceDown {i}",
                 severity=1,
                 description="",

@@ -261,6 +261,64 @@ class TestBoard:
             client.get(BOARD, **HX)
 
 
+# --- Periodic jobs ------------------------------------------------------------------------------
+
+
+def jobs_section(client: Any) -> str:
+    body = client.get(BOARD).content.decode()
+    match = re.search(r'<section class="card" id="board-jobs".*?</section>', body, re.S)
+    assert match, body
+    return match.group(0)
+
+
+class TestFailingJobs:
+    def test_a_failing_job_shows_its_error_and_since_when_until_it_succeeds(self, client, viewer):
+        """A periodic job whose latest run failed (the kill switch's reconcile of one target, health
+        polling) is listed with its error and the first failure of the streak; it leaves the list
+        when a run succeeds."""
+        from console.services import heartbeat
+
+        start = timezone.now().replace(microsecond=0)
+        at = lambda seconds: start + timedelta(seconds=seconds)  # noqa: E731
+        with time_machine.travel(start, tick=False):
+            for job in ("alert routing", "health", "kill switch production", "kill switch drill"):
+                heartbeat(job)
+        with time_machine.travel(at(10), tick=False):
+            heartbeat("kill switch production", error="OSError: [Errno 5] Input/output error")
+        with time_machine.travel(at(20), tick=False):
+            heartbeat("kill switch production", error="TimeoutError: read timed out")
+            heartbeat("health", error="HealthPollError: health checks not recorded for: cdb_risk")
+            heartbeat("alert routing")
+            heartbeat("kill switch drill")  # still running: not overdue
+        client.force_login(viewer)
+        with time_machine.travel(at(25), tick=False):
+            section = jobs_section(client)
+        rows = {
+            job: re.sub(r"<[^>]+>", "", html)  # the text a person reads
+            for job, html in re.findall(
+                r'<li class="job-failing" data-job="([^"]+)">(.*?)</li>', section, re.S
+            )
+        }
+        assert set(rows) == {"kill switch production", "health"}, section
+        production = rows["kill switch production"]
+        assert "TimeoutError: read timed out" in production and "Input/output" not in production
+        assert f"failing since {timezone.localtime(at(10)):%H:%M:%S}" in production and "15 s" in production
+        assert f"last success {timezone.localtime(start):%H:%M:%S}" in production
+        assert f"failing since {timezone.localtime(at(20)):%H:%M:%S}" in rows["health"]
+        with time_machine.travel(at(30), tick=False):
+            heartbeat("kill switch production")
+            section = jobs_section(client)
+        assert 'data-job="kill switch production"' not in section and 'data-job="health"' in section
+
+    def test_no_failing_job_says_all_run(self, client, viewer):
+        from console.services import heartbeat
+
+        heartbeat("kill switch production")
+        client.force_login(viewer)
+        section = jobs_section(client)
+        assert "job-failing" not in section and "Every periodic job's latest run succeeded" in section
+
+
 # --- Untrusted text -----------------------------------------------------------------------------
 
 

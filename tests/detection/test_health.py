@@ -4,7 +4,7 @@ data, and the whole loop against local stand-ins of CDB's services (tests/standi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,22 +42,6 @@ def damping(settings: Any) -> None:
     settings.HEALTH_DOWN_AFTER = DOWN_AFTER
     settings.HEALTH_UP_AFTER = UP_AFTER
     settings.HEALTH_RESULTS_KEEP = 500
-
-
-@pytest.fixture
-def standins() -> Iterator[Callable[..., HealthStandIn]]:
-    """Start stand-ins on demand (`standins("risk", mode=...)`); all are stopped afterwards."""
-    started: list[HealthStandIn] = []
-
-    def start(kind: str, mode: Mode | str = Mode.HEALTHY, **kwargs: Any) -> HealthStandIn:
-        standin = HealthStandIn(kind, **kwargs).start()
-        standin.set_mode(mode)
-        started.append(standin)
-        return standin
-
-    yield start
-    for standin in started:
-        standin.stop()
 
 
 def make_service(name: str, url: str = "http://127.0.0.1:9/health", **fields: Any) -> MonitoredService:
@@ -100,7 +84,7 @@ def timeline(incident: Incident) -> list[str]:
 
 # --- Judging (pure) ---
 
-# What each kind's answer in each mode is judged, from the bodies of CONTRACTS section 2.
+# What each kind's answer in each mode is judged, from the bodies of docs/cdb/contracts.md, section 2.
 UNHEALTHY_200 = {"market": Health.DEGRADED, "ws": Health.DEGRADED}  # the others: down
 UNHEALTHY_503 = {"market": Health.DEGRADED}  # ws 503 with "healthy": down (non-200)
 
@@ -123,7 +107,7 @@ def judge_of(kind: str) -> MonitoredService:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_each_kind_is_judged_by_its_body(kind: str, mode: Mode) -> None:
     answer = answer_for(KINDS[kind], mode)
-    state, detail = judge(judge_of(kind), answer.status, answer.body)
+    state, detail, _ = judge(judge_of(kind), answer.status, answer.body)
     assert state == expected(kind, mode), detail
     assert detail and len(detail) <= 200
 
@@ -164,8 +148,8 @@ def test_the_body_decides_not_http_200_alone(
     which: str, status: int, body: bytes, state: str, words: str
 ) -> None:
     service = MonitoredService(name="cdb_x", judge=which)
-    got, detail = judge(service, status, body)
-    assert (got, words in detail) == (state, True), detail
+    got, detail, reply = judge(service, status, body)  # reply: the service's own words, apart
+    assert (got, words in f"{detail}: {reply}") == (state, True), detail
 
 
 @pytest.mark.parametrize(
@@ -447,9 +431,10 @@ def test_poll_all_checks_enabled_services_and_records_its_heartbeat(
     assert poll_all() == {"cdb_risk": Health.UP, "cdb_market": Health.UNKNOWN}
     assert HealthResult.objects.count() == 4
     market.refresh_from_db()
-    assert (market.failures, market.last_detail) == (
+    assert (market.failures, market.last_detail, market.last_reply) == (
         2,
-        'status degraded (HTTP 503): ["BTCUSDT: no trade for 95 s"]',
+        "status degraded (HTTP 503)",
+        '["BTCUSDT: no trade for 95 s"]',
     )
     risk.refresh_from_db()
     assert (risk.successes, risk.last_latency_ms is not None, risk.last_checked_at is not None) == (
@@ -576,7 +561,7 @@ def test_load_services_loads_cdbs_stack_disabled() -> None:
         "cdb_postgres",
         "cdb_redis",
     }
-    for kind in KINDS.values():  # the stand-ins' ports and paths are CONTRACTS section 2's
+    for kind in KINDS.values():  # the stand-ins' ports and paths are docs/cdb/contracts.md, section 2's
         assert services[kind.name].url == f"http://{kind.name}:{kind.port}{kind.path}"
         assert services[kind.name].check_kind == CheckKind.HTTP_JSON
     assert services["cdb_ws"].judge == Judge.WS
@@ -591,6 +576,7 @@ def test_load_services_loads_cdbs_stack_disabled() -> None:
 
 def test_load_services_builds_urls_from_the_deployments_base_url(settings: Any) -> None:
     settings.CDB_BASE_URL = "https://10.0.0.5:{port}/"
+    settings.DETECTION_ALLOWED_HOSTS = ["10.0.0.5"]
     call_command("load_services", "--enable", verbosity=0)
     services = loaded()
     assert services["cdb_risk"].url == "https://10.0.0.5:8002/health"

@@ -23,7 +23,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from console.models import Heartbeat
-from detection import prometheus
+from detection import outbound, prometheus
 from detection.models import PrometheusRule, RuleState, Signal
 from detection.prometheus import QueryError, Unreachable, offending, query, rules_evaluate
 from incidents.models import EventKind, Incident, TimelineEvent
@@ -90,6 +90,12 @@ class FakePrometheus:
     @property
     def client(self) -> httpx.Client:
         return httpx.Client(transport=httpx.MockTransport(self.handler))
+
+
+@pytest.fixture(autouse=True)
+def allowed(settings: Any) -> None:
+    """The made-up hosts these tests query, besides the default allow-list (detection/outbound.py)."""
+    settings.DETECTION_ALLOWED_HOSTS = [*outbound.allowed_hosts(), "prometheus.test", "p"]
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@
 Three kinds of body per endpoint, 1,000 examples in all: arbitrary JSON (and non-JSON bytes), valid
 payloads shaped like CDB's real alerts (upstream prometheus/alerts.yml, grafana/*.yml), and those
 payloads with mutated fields (wrong types, huge or unicode or NUL text, bad times, missing and extra
-keys, nested junk, a wrong content type, an oversized body).
+keys, nested junk, a wrong content type, an oversized body). A fourth property puts one hostile value
+(NUL, a lone surrogate, text that is not a URL, an odd JSON type, too much text) in each field the
+parser reads, Grafana's own included: it is stored, or refused with a 400 naming that field, never
+accepted by the parser and then refused by the database.
 
 Inputs that once produced a server error (fuzzing found them) are pinned by the tests at the end;
 the random strategies still generate their kind, so each property keeps hunting for new failures.
@@ -47,8 +50,9 @@ def tokens(settings: Any) -> None:
 
 # --- Strategies ---------------------------------------------------------------------------------
 
-# Any text a JSON body can carry: NUL, astral planes and lone surrogates included.
-TEXT = st.text(max_size=40)
+# Any text a JSON body can carry: NUL, astral planes and lone surrogates included (Hypothesis leaves
+# surrogates out of text unless asked).
+TEXT = st.text(st.characters() | st.characters(categories=["Cs"]), max_size=40)
 # Readable text for valid payloads: no NUL, no control characters, never blank.
 CLEAN = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")),
@@ -381,6 +385,89 @@ def test_alertmanager_never_answers_a_server_error(client, tokens, case):
 @example(case=("bytes", b"", "application/json"))
 def test_grafana_never_answers_a_server_error(client, tokens, case):
     check(client, "grafana", *case)
+
+
+# --- One hostile value in any field the parser reads ------------------------------------------
+
+# What PostgreSQL refuses or Python cannot parse, each in the shape a sender could put it.
+HOSTILE_TEXT = (
+    st.sampled_from(
+        [
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "x\udfff",
+            "http://grafana:3000/d/\x00",
+            "http://grafana:3000/\ud83d",
+            "http://[::1",
+            "http://[",
+            "https://]x[/",
+            "http://a:99999999/",
+            "   ",
+            "",
+            "\u2028\u2029",
+            "😀" * 3,
+        ]
+    )
+    | TEXT
+    | HUGE
+)
+ODD = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.lists(JSON_SCALAR, max_size=3)
+    | st.dictionaries(TEXT, JSON_SCALAR, max_size=3)
+)
+ALERT_FIELDS = ["status", "startsAt", "endsAt", "generatorURL", "fingerprint", "labels", "annotations"]
+GRAFANA_FIELDS = ["dashboardURL", "panelURL", "silenceURL", "values", "valueString"]
+MAP_KEYS = ["alertname", "severity", "job", "service", "instance", "summary", "description", "runbook_url"]
+
+
+@st.composite
+def hostile(draw: st.DrawFn, source: str) -> tuple[dict[str, Any], int, str]:
+    """A valid payload with one hostile value (or key) in one field of one alert. Returns the payload,
+    the alert's index and the top-level field that was changed."""
+    payload = draw(payload_strategy(source))
+    index = draw(st.integers(0, len(payload["alerts"]) - 1))
+    alert = payload["alerts"][index]
+    field = draw(st.sampled_from(ALERT_FIELDS + (GRAFANA_FIELDS if source == "grafana" else [])))
+    value = draw(HOSTILE_TEXT | ODD)
+    if field in ("labels", "annotations") and draw(st.booleans()):
+        mapping = alert[field]
+        if draw(st.booleans()):
+            mapping[draw(st.sampled_from(MAP_KEYS))] = value  # a hostile value
+        else:
+            mapping[draw(HOSTILE_TEXT)] = draw(CLEAN)  # a hostile key
+    else:
+        alert[field] = value
+    return payload, index, field
+
+
+FIELD_FUZZ = hsettings(FUZZ, max_examples=300)
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+def test_a_hostile_value_in_any_field_is_stored_or_refused_naming_the_field(client, tokens, source):
+    """No value can pass parsing and then fail the INSERT (a 503 the sender would retry for ever): it is
+    either stored (200, and routed) or refused with a 400 whose message starts with the field's path."""
+
+    @FIELD_FUZZ
+    @given(case=hostile(source))
+    def run(case: tuple[dict[str, Any], int, str]) -> None:
+        payload, index, field = case
+        body = json.dumps(payload).encode()
+        response = post(client, source, body, "application/json")
+        event(f"{field} → {response.status_code}")
+        assert response.status_code in (200, 400), (field, response.status_code, response.content[:300])
+        if response.status_code == 400:
+            error = json.loads(response.content)["error"]
+            assert error.startswith(f"alerts[{index}].{field}"), (field, error)
+        else:
+            check(client, source, "accepted", body, "application/json")  # duplicates now, and routed
+
+    run()
 
 
 def test_the_strategies_produce_what_the_properties_rely_on(client, tokens):

@@ -81,6 +81,16 @@ class TestProtocol:
         assert response.status_code == 401
         assert not Signal.objects.exists()
 
+    @pytest.mark.parametrize(
+        "header",
+        ["Bearer tökén", f"Bearer {TOKEN}é", "Bearer \u20ac\u20ac", "Bëarer " + TOKEN, "Bearer \xff"],
+    )
+    def test_a_non_ascii_authorization_header_is_401(self, client, header):
+        kwargs = {"HTTP_AUTHORIZATION": header}
+        response = client.post(AM, json.dumps(am_payload(alert())), content_type="application/json", **kwargs)
+        assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
+        assert not Signal.objects.exists()
+
     def test_each_source_has_its_own_token(self, client):
         assert post(client, am_payload(alert()), token=GRAFANA_TOKEN).status_code == 401
 
@@ -255,6 +265,53 @@ class TestAlerts:
         signal = Signal.objects.get()
         assert signal.source == "grafana" and signal.incident.severity == 1
         assert signal.links == ["http://prometheus:9090/graph?g0.expr=up", "http://grafana:3000/d/x"]
+
+
+def grafana_payload(fp="g1", **alert_fields):
+    return {
+        "receiver": "cdb",
+        "status": "firing",
+        "orgId": 1,
+        "version": "1",
+        "groupKey": "k",
+        "alerts": [alert(name="CDB - Circuit Breaker Activated", fp=fp, **alert_fields)],
+    }
+
+
+class TestGrafanaFields:
+    """Grafana's own fields are checked like every other: a value PostgreSQL cannot store is a 400 that
+    names the field, never a 503 that Grafana would retry for ever."""
+
+    @pytest.mark.parametrize(
+        ("field", "value", "message"),
+        [
+            ("dashboardURL", "http://grafana:3000/d/\x00", "alerts[0].dashboardURL: contains a NUL"),
+            ("silenceURL", "http://grafana:3000/\ud800", "alerts[0].silenceURL: contains a lone UTF-16"),
+            ("panelURL", {"href": "http://grafana:3000/"}, "alerts[0].panelURL: expected a string, got dict"),
+            ("panelURL", 7, "alerts[0].panelURL: expected a string, got int"),
+            ("dashboardURL", ["http://grafana:3000/"], "alerts[0].dashboardURL: expected a string, got list"),
+            ("silenceURL", "http://g/" + "x" * 2000, "alerts[0].silenceURL: longer than 2000 characters"),
+        ],
+    )
+    def test_a_field_postgresql_cannot_store_is_a_400_naming_it(self, client, field, value, message):
+        response = post(client, grafana_payload(**{field: value}), url=GF, token=GRAFANA_TOKEN)
+        assert response.status_code == 400, response.content
+        assert message in response.json()["error"]
+        assert not Signal.objects.exists()
+
+    @pytest.mark.parametrize("field", ["dashboardURL", "panelURL", "silenceURL"])
+    def test_an_empty_or_missing_link_is_fine(self, client, field):
+        assert post(client, grafana_payload(**{field: ""}), url=GF, token=GRAFANA_TOKEN).status_code == 200
+        assert post(client, grafana_payload(fp="g2"), url=GF, token=GRAFANA_TOKEN).status_code == 200
+        assert Signal.objects.count() == 2
+
+    @pytest.mark.parametrize("url", ["http://[::1", "http://[", "https://]x[/", "http://a:99999999/"])
+    @pytest.mark.parametrize("field", ["generatorURL", "dashboardURL"])
+    def test_a_link_that_is_not_a_url_is_dropped_and_the_alert_kept(self, client, field, url):
+        response = post(client, grafana_payload(**{field: url}), url=GF, token=GRAFANA_TOKEN)
+        assert response.status_code == 200, response.content
+        assert url not in Signal.objects.get().links
+        assert signals_route() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -53,11 +53,11 @@ def run_main_flow(open_session: Any, responder: Any, viewer: Any) -> FlowResult:
 
     # Declare through the decision tree: no money lost, one service down, not degraded.
     page.goto("/incidents/declare/")
-    expect(page.locator("#suggestion")).to_contain_text("Answer all three questions")
+    expect(page.locator("#suggestion")).to_contain_text("Answer the questions in order")
     page.locator("input[name=losing_money][value=no]").check()
     page.locator("input[name=services_down][value=one]").check()
-    page.locator("input[name=degraded][value=no]").check()
     expect(page.locator("#suggestion")).to_contain_text("Suggested: SEV-2")
+    expect(page.locator("#q-degraded")).to_be_hidden()  # a service down decided: not asked
     expect(page.locator("#suggestion")).to_contain_text("One service is completely down")
     expect(page.locator("#id_severity")).to_have_value("")  # "Use the decision tree's suggestion"
     page.locator("#id_title").fill("cdb_execution crash loop")
@@ -75,7 +75,7 @@ def run_main_flow(open_session: Any, responder: Any, viewer: Any) -> FlowResult:
     expect(page.locator("#flash")).to_contain_text("declared as SEV-2")
     answers = page.locator("#decision-answers")
     expect(answers).to_contain_text("Is trading actively losing money?")
-    expect(answers.locator("dd")).to_have_text(["No", "One non-core service is down", "No", "SEV-2"])
+    expect(answers.locator("dd")).to_have_text(["No", "One non-core service is down", "SEV-2"])
     incident = Incident.objects.get(pk=pk)
     assert incident.severity == Severity.SEV2
     assert incident.decision_answers is not None

@@ -350,6 +350,7 @@ def test_declaring_several_at_once_opens_what_one_by_one_would(django_assert_max
 
     def declaration(severity: int) -> services.Declaration:
         return services.Declaration(
+            incident_type=other,
             title=f"ServiceDown {severity}",
             severity=severity,
             description="down",
@@ -360,13 +361,9 @@ def test_declaring_several_at_once_opens_what_one_by_one_would(django_assert_max
 
     # Queries do not grow with the number of incidents (the timeline's listeners included).
     with CaptureQueriesContext(connection) as three:
-        many = services.incidents_declare(
-            incident_type=other, declarations=[declaration(s) for s in (1, 3, 4)]
-        )
+        many = services.incidents_declare(declarations=[declaration(s) for s in (1, 3, 4)])
     with CaptureQueriesContext(connection) as thirty:
-        services.incidents_declare(
-            incident_type=other, declarations=[declaration(s % 4 + 1) for s in range(30)]
-        )
+        services.incidents_declare(declarations=[declaration(s % 4 + 1) for s in range(30)])
     assert len(thirty) == len(three) <= 25
     single = services.incident_declare(
         actor=None,

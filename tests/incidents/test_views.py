@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import html
 import json
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -39,7 +42,7 @@ class TestDeclare:
         assert incident.decision_answers == {
             "losing_money": False,
             "services_down": "one",
-            "degraded": False,
+            "degraded": None,  # not asked: a service down decided
             "suggested": 2,
             "activate_kill_switch": True,
         }
@@ -48,7 +51,7 @@ class TestDeclare:
 
     def test_an_explicit_severity_wins_over_the_suggestion(self, client, responder):
         client.force_login(responder)
-        self.post(client, losing_money="yes", services_down="none", degraded="no", severity="3")
+        self.post(client, losing_money="yes", severity="3", severity_reason="Paper trading only")
         incident = Incident.objects.get()
         assert incident.severity == 3
         assert incident.decision_answers["suggested"] == 1
@@ -64,7 +67,7 @@ class TestDeclare:
         client.force_login(responder)
         response = self.post(client, losing_money="no", severity="2", title="Keep me")
         assert response.status_code == 422
-        assert "Answer all three" in response.content.decode()
+        assert "Finish the decision tree" in response.content.decode()
         assert 'value="Keep me"' in response.content.decode()
 
     def test_unknown_severity_and_type_are_form_errors(self, client, responder):
@@ -370,3 +373,51 @@ def test_fresh_forms_after_htmx_show_current_values(client, responder, incident)
     assert '<option value="2" selected>' in body
     body = client.post(url("commander", incident), {"commander": responder.pk}, **HX).content.decode()
     assert f'<option value="{responder.pk}" selected>' in body
+
+
+class TestLists:
+    def test_pagination_keeps_every_filter(self, client, responder):
+        for i in range(30):
+            closed = declare(responder, severity=4, title=f"dashboard glitch {i}")
+            services.incident_acknowledge(incident=closed, actor=responder)
+            services.incident_change_status(incident=closed, actor=responder, to_status=Status.RESOLVED)
+        client.force_login(responder)
+        query = {"severity": ["4", "3"], "type": "other", "mine": "on", "q": "glitch"}
+        body = client.get(url("home"), query).content.decode()
+        older = re.search(r'<a href="([^"]+)"[^>]*>Older', body)
+        assert older, "a link to the next page"
+        params = parse_qs(urlsplit(html.unescape(older.group(1))).query)
+        assert params == {
+            "severity": ["4", "3"],
+            "type": ["other"],
+            "mine": ["on"],
+            "q": ["glitch"],
+            "page": ["2"],
+        }
+        page2 = client.get(url("home"), params).context["closed_page"]
+        assert page2.number == 2 and len(page2.object_list) == 5
+
+    def test_search_covers_open_and_closed_incidents(self, client, responder):
+        open_one = declare(responder, title="Exchange API slow")
+        other_open = declare(responder, title="Risk engine down")
+        closed = declare(responder, title="Exchange API outage last week")
+        services.incident_acknowledge(incident=closed, actor=responder)
+        services.incident_change_status(incident=closed, actor=responder, to_status=Status.RESOLVED)
+        client.force_login(responder)
+        response = client.get(url("home"), {"q": "exchange"})
+        assert [i.pk for i in response.context["board"]] == [open_one.pk]
+        assert other_open not in response.context["board"]
+        assert [i.pk for i in response.context["closed_page"]] == [closed.pk]
+        response = client.get(url("home"), {"q": f"inc-{other_open.pk}"})
+        assert [i.pk for i in response.context["board"]] == [other_open.pk]
+
+    def test_the_boards_clock_says_what_is_due_without_javascript(self, client, responder):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        declare(responder, severity=1, detected_at=timezone.now() - timedelta(minutes=5))
+        client.force_login(responder)
+        body = client.get(url("home")).content.decode()
+        assert re.search(r'class="sla-part">ack due in (9|10):\d\d<', body), body
+        assert "0 minutes left" not in body

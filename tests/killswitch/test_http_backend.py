@@ -108,6 +108,7 @@ def test_unreachable_slow_and_failing_services(risk, backend):
 @pytest.mark.django_db
 def test_halt_and_four_eyes_resume_through_the_risk_service(risk, settings, responder, lead):
     settings.KILLSWITCH_TARGETS = f"production={risk.url}"
+    services.killswitch_reconcile(target="production")  # the console's first look: recorded as seen
     outcome = services.killswitch_activate(
         target="production", actor=responder, reason="manual", message="drill"
     )
@@ -119,6 +120,7 @@ def test_halt_and_four_eyes_resume_through_the_risk_service(risk, settings, resp
     services.killswitch_approve_resume(request_id=request.pk, actor=approver, reauthenticated=True)
     assert f"message=Deactivated by {approver.username}: Exchange stable" in risk.state_file.read_text()
     assert [r.action for r in AuditRecord.objects.filter(target="production").order_by("seq")] == [
+        Action.EXTERNAL_CHANGE,
         Action.ACTIVATED,
         Action.RESUME_REQUESTED,
         Action.RESUME_APPROVED,

@@ -287,6 +287,9 @@ def test_a_database_error_inside_reconcile_marks_its_heartbeat_failing(ks_files:
             "$$ LANGUAGE plpgsql; CREATE TRIGGER refuse_audit BEFORE INSERT ON killswitch_auditrecord "
             "FOR EACH ROW EXECUTE FUNCTION refuse_audit();"
         )
+    # CDB halts both targets: recording that is an audit insert, which the database refuses.
+    for path in (ks_files.production, ks_files.drill):
+        FileBackend(path).activate(operator="cdb", reason="circuit_breaker", message="daily loss")
     assert tasks.reconcile_targets() == {"production": "error", "drill": "error"}
     failing = {job.name: job.error for job in liveness().failing}
     assert "disk full" in failing["kill switch production"]
@@ -311,6 +314,7 @@ def test_a_connection_lost_during_reconcile_still_writes_the_failing_heartbeat(k
             "CREATE TRIGGER drop_session BEFORE INSERT ON killswitch_auditrecord "
             "FOR EACH ROW EXECUTE FUNCTION drop_session();"
         )
+    FileBackend(ks_files.production).activate(operator="cdb", reason="circuit_breaker", message="loss")
     try:
         result = tasks.reconcile_targets()
         assert result["production"] == "error"

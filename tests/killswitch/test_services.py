@@ -136,21 +136,26 @@ class TestResume:
         with pytest.raises(services.KillSwitchRefused, match="not halted"):
             services.killswitch_request_resume(target="production", actor=lead, justification=JUST)
 
-    def test_an_old_login_needs_the_password(self, halted, lead):
+    def test_the_service_refuses_an_approver_not_reauthenticated_whatever_their_last_login(
+        self, halted, lead
+    ):
+        """The per-session proof (console.reauth, the CLI's password) is the caller's; the service
+        refuses without it, a recent last_login (another browser's) notwithstanding."""
         request = services.killswitch_request_resume(target="production", actor=lead, justification=JUST)
-        approver = make_user(role="lead", last_login=timezone.now() - timedelta(minutes=6))
+        approver = make_user(role="lead", last_login=timezone.now())
         with pytest.raises(services.ReauthRequired):
             services.killswitch_approve_resume(request_id=request.pk, actor=approver)
-        approver.last_login = timezone.now() - timedelta(minutes=2)
-        services.killswitch_approve_resume(request_id=request.pk, actor=approver)
+        services.killswitch_approve_resume(request_id=request.pk, actor=approver, reauthenticated=True)
 
     def test_requests_expire_and_are_recorded(self, halted, lead):
         with time_machine.travel(timezone.now(), tick=False) as clock:
             request = services.killswitch_request_resume(target="production", actor=lead, justification=JUST)
             clock.shift(timedelta(minutes=15, seconds=1))
-            approver = make_user(role="lead", last_login=timezone.now())
+            approver = make_user(role="lead")
             with pytest.raises(services.KillSwitchRefused, match="expired"):
-                services.killswitch_approve_resume(request_id=request.pk, actor=approver)
+                services.killswitch_approve_resume(
+                    request_id=request.pk, actor=approver, reauthenticated=True
+                )
         request.refresh_from_db()
         assert request.status == ResumeStatus.EXPIRED
         assert len(actions(Action.RESUME_EXPIRED)) == 1

@@ -1,4 +1,5 @@
-"""A tiny local exporter serving CDB's real metric names (CONTRACTS section 3), for the test suite.
+"""A tiny local exporter serving CDB's real metric names (docs/cdb/contracts.md, section 3), for the
+test suite.
 
 One instance stands in for one CDB service's ``/metrics`` (a Prometheus job): ``ExporterStandIn.risk()``
 serves ``risk_kill_switch_active``, ``circuit_breaker_active`` and ``orders_blocked_total`` as

@@ -1,4 +1,5 @@
-"""Local stand-ins for the /health endpoints of CDB's services (CONTRACTS section 2), for the tests.
+"""Local stand-ins for the /health endpoints of CDB's services (docs/cdb/contracts.md, section 2),
+for the tests.
 
 One :class:`HealthStandIn` is one CDB service on ``127.0.0.1:<free port>``. It answers ``GET <path>``
 with the body its kind really sends, in the mode the test sets:
@@ -54,6 +55,7 @@ class Answer:
     status: int
     body: bytes
     content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _json(data: dict[str, Any]) -> bytes:
@@ -220,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
         self.send_header("Connection", "close")
+        for name, value in answer.headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(answer.body)
 
@@ -320,11 +324,18 @@ class HealthStandIn:
             self._mode = mode
         self.start()
 
-    def set_answer(self, status: int, body: bytes | dict[str, Any], content_type: str = JSON) -> None:
-        """Answer exactly this until the next set_mode()."""
+    def set_answer(
+        self,
+        status: int,
+        body: bytes | dict[str, Any],
+        content_type: str = JSON,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Answer exactly this (with these extra headers, e.g. a redirect's Location) until the next
+        set_mode()."""
         raw = _json(body) if isinstance(body, dict) else body
         with self._lock:
-            self._custom = Answer(status, raw, content_type)
+            self._custom = Answer(status, raw, content_type, headers)
 
     @property
     def hits(self) -> int:

@@ -1,7 +1,7 @@
 """A local stand-in for CDB's risk service and its kill-switch state file, for the test suite.
 
 It reproduces the real stack (``core/safety/kill_switch.py`` and the Flask endpoints of
-``services/risk/service.py``) as captured in ``/work/shared/cdb/upstream/http-transcripts.md``:
+``services/risk/service.py``) as captured in ``docs/cdb/upstream/http-transcripts.md``:
 
 * ``semantics="mid"``: the mid-2026 reader (tag [M]); a missing, empty or corrupt file reads as
   *inactive* (fail-open).
@@ -77,7 +77,8 @@ MSG_UNKNOWN_TOKEN_PREFIX: Final = "Unknown kill-switch state value: "  # [N]
 MSG_INITIAL: Final = "Initial state"  # written by KillSwitch() when the file does not exist
 
 HOST: Final = "127.0.0.1"
-STATE_READ_FAILED: Final = {"error": "state_read_failed"}  # CONTRACTS 1.2 (see RiskServiceStandIn)
+# docs/cdb/contracts.md 1.2 (see RiskServiceStandIn)
+STATE_READ_FAILED: Final = {"error": "state_read_failed"}
 
 # pathlib's _IGNORED_ERRNOS: a stat failing with these means "does not exist"; others raise.
 _MISSING_ERRNOS: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
@@ -847,8 +848,8 @@ class RiskServiceStandIn:
         try:
             details = self.read_state()
         except Exception:
-            # CDB: the existence check raised (EACCES, ENAMETOOLONG, ...). CONTRACTS 1.2 gives this
-            # body; one upstream revision puts the exception text in it instead
+            # CDB: the existence check raised (EACCES, ENAMETOOLONG, ...). docs/cdb/contracts.md 1.2
+            # gives this body; one upstream revision puts the exception text in it instead
             # ({"error": "state read failed: <exc>"}), so clients must not rely on the wording.
             return _json(STATE_READ_FAILED, 500)
         return _json(details.as_json())

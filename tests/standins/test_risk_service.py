@@ -1,4 +1,4 @@
-"""The risk-service stand-in replays CDB's captured HTTP exchanges (upstream/http-transcripts.md).
+"""The risk-service stand-in replays CDB's captured HTTP exchanges (docs/cdb/upstream/http-transcripts.md).
 
 Bodies without timestamps are compared byte for byte with the capture. Where the capture has a
 timestamp, the reply is compared key by key, and the timestamp is checked for its format

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import os
+import pwd
+import re
 import socket
 import sys
 from typing import Any
@@ -11,13 +14,26 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.http import HttpRequest
 
 from console import reauth
 from incidents.models import Incident
 from killswitch import audit, services
 from killswitch.backends import REASONS, BackendError, InvalidInput
-from killswitch.targets import all_targets
+from killswitch.targets import all_targets, production_target, target_for
+
+
+def origin() -> str:
+    """Who ran the command, as the operating system knows it: `--as` is not proven for a halt, so the
+    audit and CDB's state file name the account and host too (and the sudo user behind root)."""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = f"uid {os.getuid()}"
+    if os.environ.get("SUDO_USER"):
+        user += f" (sudo by {os.environ['SUDO_USER']})"
+    return re.sub(r"[^\x20-\x7e]", "?", f"CLI, OS user {user} on {socket.gethostname()}")[:200]
 
 
 class Command(BaseCommand):
@@ -28,7 +44,11 @@ class Command(BaseCommand):
         sub.add_parser("status", help="Read every target now.")
         act = sub.add_parser("activate", help="Halt trading.")
         act.add_argument("--as", dest="user", required=True)
-        act.add_argument("--target", default=None, help="Default: the production target.")
+        act.add_argument(
+            "--target",
+            default=None,
+            help="Default: the incident's target (a drill's is the drill target), else production.",
+        )
         act.add_argument("--reason", choices=REASONS, default="manual")
         act.add_argument("--message", default="")
         act.add_argument("--incident", type=int)
@@ -54,7 +74,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             getattr(self, "_" + options["action"].replace("-", "_"))(options)
-        except (InvalidInput, services.KillSwitchRefused, BackendError, PermissionDenied, ValueError) as exc:
+        except (
+            InvalidInput,
+            services.KillSwitchRefused,
+            services.ResumeFailed,
+            BackendError,
+            PermissionDenied,
+            ValueError,
+        ) as exc:
             raise CommandError(str(exc)) from exc
 
     def _user(self, name: str) -> User:
@@ -63,11 +90,26 @@ class Command(BaseCommand):
         except User.DoesNotExist:
             raise CommandError(f"No active user {name!r}.") from None
 
-    def _target(self, name: str | None) -> str:
-        return name or next(iter(all_targets()))
+    def _target(self, name: str | None, incident: Incident | None = None) -> str:
+        if name:
+            return name
+        if incident is None:
+            return production_target().name
+        target = target_for(is_drill=incident.is_drill)
+        if target is None:
+            raise CommandError(
+                f"{incident.reference} is a drill and no drill target is configured "
+                "(KILLSWITCH_DRILL_TARGET)."
+            )
+        return target.name
 
     def _incident(self, pk: int | None) -> Incident | None:
-        return Incident.objects.get(pk=pk) if pk else None
+        if not pk:
+            return None
+        try:
+            return Incident.objects.get(pk=pk)
+        except Incident.DoesNotExist:
+            raise CommandError(f"There is no incident #{pk}.") from None
 
     def _status(self, options: dict[str, Any]) -> None:
         """Each target read now; for an unevaluable one the reason it cannot be judged, not the
@@ -77,22 +119,43 @@ class Command(BaseCommand):
             self.stdout.write(f"{target.name:<12} {state.condition:<12} {state.summary}".rstrip())
 
     def _activate(self, options: dict[str, Any]) -> None:
-        outcome = services.killswitch_activate(
-            target=self._target(options["target"]),
-            actor=self._user(options["user"]),
-            reason=options["reason"],
-            message=options["message"],
-            incident=self._incident(options["incident"]),
-            ip=None,
-        )
+        """Halt. Without the database the halt still happens (on `--as`'s word and the OS user), and
+        its record waits in the spool."""
+        try:
+            incident = self._incident(options["incident"])
+            outcome = services.killswitch_activate(
+                target=self._target(options["target"], incident),
+                actor=self._user(options["user"]),
+                reason=options["reason"],
+                message=options["message"],
+                incident=incident,
+                ip=None,
+                origin=origin(),
+            )
+        except DatabaseError as exc:
+            if options["incident"] and not options["target"]:
+                raise CommandError(
+                    "The database is unavailable, so whether the incident is a drill cannot be checked: "
+                    "name the target with --target."
+                ) from exc
+            outcome = services.killswitch_activate_offline(
+                target=options["target"] or production_target().name,
+                actor_name=options["user"],
+                reason=options["reason"],
+                message=options["message"],
+                incident_id=options["incident"],
+                origin=origin(),
+                why=f"database unavailable ({services.error_text(exc)})",
+            )
         self.stdout.write(outcome.message)
 
     def _request_resume(self, options: dict[str, Any]) -> None:
+        incident = self._incident(options["incident"])
         request = services.killswitch_request_resume(
-            target=self._target(options["target"]),
+            target=self._target(options["target"], incident),
             actor=self._prove(options, "request-resume", "nothing was filed"),
             justification=options["justification"],
-            incident=self._incident(options["incident"]),
+            incident=incident,
         )
         self.stdout.write(f"Resume request #{request.pk} filed; expires {request.expires_at:%H:%M:%S} UTC.")
 
