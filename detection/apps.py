@@ -23,7 +23,8 @@ class DetectionConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        from detection import metrics, panels
+        from detection import facts, metrics, panels
 
         panels.register()
         metrics.register()
+        facts.register()

@@ -178,8 +178,14 @@ class RuleState(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class RulePurpose(models.TextChoices):
+    ALERT = "alert", "Alert: opens or joins an incident"
+    RECOVERY = "recovery", "Recovery: must not fire before an incident resolves (playbook 7)"
+
+
 class PrometheusRule(models.Model):
     name = models.CharField(max_length=100, unique=True)
+    purpose = models.CharField(max_length=10, choices=RulePurpose.choices, default=RulePurpose.ALERT)
     expr = models.TextField(help_text="PromQL, evaluated as an instant query.")
     comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
     threshold = models.FloatField(default=0)

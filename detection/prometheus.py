@@ -49,6 +49,7 @@ from detection import outbound
 from detection.models import (
     Comparison,
     PrometheusRule,
+    RulePurpose,
     RuleState,
     Signal,
     SignalGroup,
@@ -302,13 +303,14 @@ def _apply(rule_pk: int, samples: list[Sample], now: datetime) -> str:
                 if rule.pending_since is None:
                     rule.pending_since = now
                 if now - rule.pending_since >= timedelta(seconds=rule.for_seconds):
-                    if rule.state != RuleState.FIRING:
+                    # A recovery rule only gates recovery (incidents' pre-recovery facts): no signal.
+                    if rule.state != RuleState.FIRING and rule.purpose == RulePurpose.ALERT:
                         signals_ingest([_firing(rule, hits)], received_at=now)
                     rule.state = RuleState.FIRING
                 else:
                     rule.state = RuleState.PENDING
             else:
-                if (fired := _fired_group(rule)) is not None:
+                if rule.purpose == RulePurpose.ALERT and (fired := _fired_group(rule)) is not None:
                     signals_ingest([_resolved(rule, now, shown, fired)], received_at=now)
                 rule.state = RuleState.INACTIVE
                 rule.pending_since = None
@@ -515,6 +517,7 @@ _FIELDS = {
     "enabled",
     "group",
     "incident_type",
+    "purpose",
 }
 
 
@@ -533,6 +536,7 @@ class RuleDefinition:
     enabled: bool
     group: str = ""
     incident_type: str = ""
+    purpose: str = "alert"
 
 
 def read_rules(path: Path = RULES_FILE) -> list[RuleDefinition]:
@@ -590,6 +594,9 @@ def _definition(item: Any, index: int) -> RuleDefinition:
     incident_type = item.get("incident_type", "")
     if not isinstance(incident_type, str) or len(incident_type) > 40:
         raise RulesFileError(f"{where}: `incident_type` must be an incident type's slug")
+    purpose = item.get("purpose", RulePurpose.ALERT)
+    if purpose not in RulePurpose.values:
+        raise RulesFileError(f"{where}: `purpose` must be one of {RulePurpose.values}")
     return RuleDefinition(
         name=name.strip(),
         expr=expr.strip(),
@@ -600,6 +607,7 @@ def _definition(item: Any, index: int) -> RuleDefinition:
         enabled=enabled,
         group=group.strip(),
         incident_type=incident_type.strip(),
+        purpose=purpose,
     )
 
 
@@ -627,6 +635,7 @@ def load_rules(path: Path = RULES_FILE) -> dict[str, int]:
             "severity": definition.severity,
             "group": definition.group,
             "incident_type": types.get(definition.incident_type),
+            "purpose": definition.purpose,
         }
         existing = PrometheusRule.objects.select_for_update().filter(name=definition.name).first()
         if existing is None:

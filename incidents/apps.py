@@ -31,6 +31,7 @@ class IncidentsConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        from incidents import metrics
+        from incidents import metrics, services, timeline
 
         metrics.register()
+        timeline.listen("incidents-monitoring", services.monitoring_retriggers)

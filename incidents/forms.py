@@ -180,11 +180,15 @@ class EditForm(forms.Form):
     title = forms.CharField(max_length=200)
     affected_components = forms.CharField(required=False, max_length=1000)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=20_000)
+    war_room_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", label="War room (video call link)"
+    )
     # The values the form showed (hidden): only what the person changed is written, and a field
     # someone else changed meanwhile is refused instead of overwritten.
     seen_title = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
     seen_affected_components = forms.CharField(required=False, max_length=1000, widget=forms.HiddenInput)
     seen_description = forms.CharField(required=False, max_length=20_000, widget=forms.HiddenInput)
+    seen_war_room_url = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
 
     def seen(self) -> dict[str, Any] | None:
         if "seen_title" not in self.data:
@@ -193,6 +197,7 @@ class EditForm(forms.Form):
             "title": self.cleaned_data["seen_title"],
             "description": self.cleaned_data["seen_description"],
             "affected_components": split_components(self.cleaned_data["seen_affected_components"]),
+            "war_room_url": self.cleaned_data["seen_war_room_url"],
         }
 
 

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from console.errors import DomainError
 from incidents.models import Incident, Status
 
@@ -59,15 +61,32 @@ def check_transition(
             raise ActionRefused(
                 f"{incident.get_severity_display()} needs an incident commander before it leaves triage."
             )
-    if to_status == Status.RESOLVED and incident.level.pre_recovery_required and not override_reason.strip():
-        if pre_recovery_done is None:
-            from incidents.selectors import pre_recovery_complete
-
-            pre_recovery_done = pre_recovery_complete(incident)
-        if not pre_recovery_done:
+    if to_status == Status.RESOLVED and not override_reason.strip():
+        if in_monitoring_window(incident):
+            until = timezone.localtime(incident.monitoring_until)
             raise ActionRefused(
-                "Complete the pre-recovery checklist, or resolve with an override and a reason."
+                f"The monitoring window runs until {until:%H:%M %Z} (playbook 7.4): wait for it, or "
+                "resolve with an override and a reason."
             )
+        if incident.level.pre_recovery_required:
+            if pre_recovery_done is None:
+                from incidents.selectors import pre_recovery_complete
+
+                pre_recovery_done = pre_recovery_complete(incident)
+            if not pre_recovery_done:
+                raise ActionRefused(
+                    "Complete the pre-recovery checklist (the console checks some items itself), or "
+                    "resolve with an override and a reason."
+                )
+
+
+def in_monitoring_window(incident: Incident) -> bool:
+    """In monitoring, and its window (playbook 7.4: watch for a re-trigger) has not run out."""
+    return (
+        incident.status == Status.MONITORING
+        and incident.monitoring_until is not None
+        and timezone.now() < incident.monitoring_until
+    )
 
 
 def offered_moves(incident: Incident, *, pre_recovery_done: bool) -> tuple[list[tuple[str, str]], list[str]]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -68,6 +69,11 @@ class SeverityLevel(models.Model):
         default=False,
         help_text="The pre-recovery checklist complete (or a lead's recorded override) before resolving.",
     )
+    monitoring_minutes = models.PositiveIntegerField(
+        default=30,
+        help_text="An incident that enters monitoring (a resume) stays there this long before it may "
+        "resolve without a lead's override; a re-trigger sends it back to mitigating.",
+    )
 
     class Meta:
         ordering = ["level"]
@@ -130,6 +136,11 @@ class Checklist(models.Model):
     kind = models.CharField(max_length=20, choices=ChecklistKind.choices, unique=True)
     title = models.CharField(max_length=80)
     items = models.JSONField(default=list)
+    checks = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Items the console checks itself: {"item text": "fact name"} (incidents.facts).',
+    )
 
     class Meta:
         ordering = ["kind"]
@@ -170,6 +181,12 @@ class Incident(models.Model):
         related_name="commanded_incidents",
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Entering monitoring starts the severity's window (playbook 7.4): resolving before it ends needs
+    # a lead's override; a re-trigger (a halt, a firing alert) sends the incident back to mitigating.
+    monitoring_until = models.DateTimeField(null=True, blank=True)
+    war_room_url = models.URLField(
+        max_length=500, blank=True, help_text="The video call of the responders (the playbook's war room)."
+    )
     closed_at = models.DateTimeField(null=True, blank=True)
     # Id of the latest timeline event: every change writes one, so this is the page's version.
     version = models.BigIntegerField(default=0)
@@ -229,10 +246,15 @@ class IncidentChecklistItem(models.Model):
     kind = models.CharField(max_length=20, choices=ChecklistKind.choices)
     position = models.PositiveSmallIntegerField()
     text = models.CharField(max_length=300)
+    # The fact the console checks for this item (incidents.facts); empty: a person ticks it.
+    fact_name = models.CharField(max_length=40, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
     done_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    # The fact's verdict now, when a selector attached it (incidents.facts).
+    fact: Any = None
 
     class Meta:
         ordering = ["kind", "position"]
@@ -246,6 +268,13 @@ class IncidentChecklistItem(models.Model):
     @property
     def done(self) -> bool:
         return self.done_at is not None
+
+    @property
+    def satisfied(self) -> bool:
+        """Ticked, or, for an item the console checks itself, its fact true (attached by selectors)."""
+        if self.fact_name:
+            return self.fact is not None and self.fact.ok is True
+        return self.done
 
 
 class TimelineEvent(models.Model):

@@ -37,6 +37,11 @@ def read_playbook(path: Path = PLAYBOOK_FILE) -> dict[str, Any]:
     for c in data["checklists"]:
         if c["kind"] not in ChecklistKind.values:
             raise PlaybookError(f"{path}: unknown checklist kind {c['kind']!r}")
+        stray = set(c.get("checks", {})) - {str(i) for i in c["items"]}
+        if stray:
+            raise PlaybookError(
+                f"{path}: checklist {c['kind']}: checks name items it does not have: {sorted(stray)}"
+            )
     return data
 
 
@@ -52,7 +57,7 @@ def load_playbook(path: Path = PLAYBOOK_FILE) -> dict[str, int]:
         IncidentType.objects.update_or_create(slug=t["slug"], defaults=defaults)
     for c in data["checklists"]:
         Checklist.objects.update_or_create(
-            kind=c["kind"], defaults={"title": c["title"], "items": c["items"]}
+            kind=c["kind"], defaults={"title": c["title"], "items": c["items"], "checks": c.get("checks", {})}
         )
     counts = {k: len(data[k]) for k in ("severities", "incident_types", "checklists")}
     for name, loader in _SECTIONS.items():

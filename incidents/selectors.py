@@ -19,6 +19,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
 from console.models import ConsoleSession
+from incidents import facts
 from incidents.models import (
     OPEN_STATUSES,
     ChecklistKind,
@@ -135,14 +136,31 @@ def open_counts_by_severity(user: Any) -> dict[int, int]:
 
 
 def checklists_for(incident: Incident) -> dict[str, list[IncidentChecklistItem]]:
+    """The incident's checklists, each item that names a fact carrying it (`item.fact`), checked now."""
     grouped: dict[str, list[IncidentChecklistItem]] = {k: [] for k in ChecklistKind.values}
     for item in incident.checklist_items.select_related("done_by").order_by("kind", "position"):
         grouped[item.kind].append(item)
+    _attach_facts(incident, [i for items in grouped.values() for i in items])
     return grouped
 
 
+def _attach_facts(incident: Incident, items: list[IncidentChecklistItem]) -> None:
+    checked = [i for i in items if i.fact_name]
+    if checked:
+        found = facts.evaluate(incident, [i.fact_name for i in checked])
+        for item in checked:
+            item.fact = found[item.fact_name]
+
+
+def checklist_satisfied(items: list[IncidentChecklistItem]) -> bool:
+    """Every item ticked, or, for an item the console checks itself, its fact true now."""
+    return all(i.satisfied for i in items)
+
+
 def pre_recovery_complete(incident: Incident) -> bool:
-    return not incident.checklist_items.filter(kind=ChecklistKind.PRE_RECOVERY, done_at__isnull=True).exists()
+    items = list(incident.checklist_items.filter(kind=ChecklistKind.PRE_RECOVERY))
+    _attach_facts(incident, items)
+    return checklist_satisfied(items)
 
 
 def timeline_for(

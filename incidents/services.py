@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from incidents import timeline
-from incidents.lifecycle import ActionRefused, check_transition
+from incidents.lifecycle import ActionRefused, check_transition, in_monitoring_window
 from incidents.models import (
     PLAYBOOK_LEVELS,
     Checklist,
@@ -53,12 +53,15 @@ class DeclareDefaults:
 
     response_minutes: dict[int, int]
     checklists: dict[str, list[str]]
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> {item text: fact name}
 
 
 def declare_defaults() -> DeclareDefaults:
+    lists = list(Checklist.objects.all())
     return DeclareDefaults(
         response_minutes=dict(SeverityLevel.objects.values_list("level", "response_minutes")),
-        checklists={c.kind: list(c.items) for c in Checklist.objects.all()},
+        checklists={c.kind: list(c.items) for c in lists},
+        checks={c.kind: dict(c.checks or {}) for c in lists},
     )
 
 
@@ -264,7 +267,13 @@ def _checklist_items(
     templates = dict(defaults.checklists)
     templates[ChecklistKind.RUNBOOK] = list(incident_type.runbook_steps)
     return [
-        IncidentChecklistItem(incident=incident, kind=kind, position=i, text=str(text)[:300])
+        IncidentChecklistItem(
+            incident=incident,
+            kind=kind,
+            position=i,
+            text=str(text)[:300],
+            fact_name=defaults.checks.get(kind, {}).get(str(text), "")[:40],
+        )
         for kind in ChecklistKind.values
         for i, text in enumerate(templates.get(kind, []))
     ]
@@ -300,17 +309,27 @@ def incident_acknowledge(*, incident: Incident | int, actor: User) -> Incident:
     return incident
 
 
+def _as_was(incident: Incident, status: str) -> Incident:
+    """The incident as it stood before this change (its status then), for the rules about it."""
+    return Incident(pk=incident.pk, status=status, monitoring_until=incident.monitoring_until)
+
+
 @transaction.atomic
 def incident_change_status(
     *,
     incident: Incident | int,
-    actor: User,
+    actor: User | None,
     to_status: str,
     from_status: str | None = None,
     override_reason: str = "",
+    why: str = "",
 ) -> Incident:
     """Move along the lifecycle table. `from_status` is what the person saw: if the incident moved
-    meanwhile, a repeat of the same move changes nothing and any other move is refused."""
+    meanwhile, a repeat of the same move changes nothing and any other move is refused. `why` says
+    what moved it when nobody did (a re-trigger during monitoring).
+
+    Entering monitoring starts the severity's window (`monitoring_until`); reopening a resolved
+    incident clears its acknowledgement (someone must take it again, within the response time)."""
     incident = _lock(incident)
     if incident.status == to_status:
         return incident
@@ -326,23 +345,38 @@ def incident_change_status(
     old = incident.status
     incident.status = to_status
     data: dict[str, Any] = {}
+    fields = ["status", "resolved_at", "closed_at", "monitoring_until"]
     if to_status == Status.RESOLVED:
         incident.resolved_at = now
+        if override_reason and in_monitoring_window(_as_was(incident, old)):
+            data["monitoring_override"] = override_reason
         if override_reason and incident.level.pre_recovery_required and not pre_recovery_complete(incident):
             data["pre_recovery_override"] = override_reason
     elif to_status == Status.CLOSED:
         incident.closed_at = now
     elif old == Status.RESOLVED:
+        # Reopened: somebody must take it again (acknowledge, within the severity's response time),
+        # and the escalation chain starts over.
         incident.resolved_at = None
+        incident.acknowledged_at = incident.acknowledged_by = incident.sla_breached_at = None  # type: ignore[assignment]
+        incident.ack_due_at = now + incident.level.response_time
+        fields += ["acknowledged_at", "acknowledged_by", "sla_breached_at", "ack_due_at"]
         data["reopened"] = True
-    incident.save(update_fields=["status", "resolved_at", "closed_at"])
+    if why:
+        data["why"] = why
+    if to_status == Status.MONITORING:
+        incident.monitoring_until = now + timedelta(minutes=incident.level.monitoring_minutes)
+        data["monitoring_until"] = incident.monitoring_until.isoformat()
+    elif to_status != Status.RESOLVED:
+        incident.monitoring_until = None
+    incident.save(update_fields=fields)
     timeline.record(
         incident,
         kind=EventKind.STATUS_CHANGED,
         actor=actor,
         old=old,
         new=to_status,
-        message=data.get("pre_recovery_override", ""),
+        message=data.get("pre_recovery_override") or data.get("monitoring_override") or why,
         data=data,
         at=now,
     )
@@ -447,6 +481,8 @@ def incident_set_checklist_item(
     item = IncidentChecklistItem.objects.filter(incident=incident, pk=item_id).first()
     if item is None:
         raise ActionRefused("That checklist item does not belong to this incident.")
+    if item.fact_name:
+        raise ActionRefused(f"“{item.text}” is checked by the console itself, not ticked.")
     if item.done == done:
         return incident
     item.done_at = timezone.now() if done else None
@@ -464,6 +500,16 @@ def incident_set_checklist_item(
     return incident
 
 
+def _war_room(url: str) -> str:
+    """A video call link: http(s) only (it goes into pages and messages as a link)."""
+    url = (url or "").strip()
+    if url and not url.lower().startswith(("https://", "http://")):
+        raise ActionRefused("The war room must be an http(s) link.")
+    if len(url) > 500:
+        raise ActionRefused("The war room link is too long (at most 500 characters).")
+    return url
+
+
 @transaction.atomic
 def incident_edit(
     *,
@@ -472,6 +518,7 @@ def incident_edit(
     title: str,
     description: str,
     affected_components: Iterable[str],
+    war_room_url: str | None = None,
     seen: dict[str, Any] | None = None,
 ) -> Incident:
     """Edit the free-text fields. `seen` holds the values the person's form showed: a field they
@@ -484,11 +531,14 @@ def incident_edit(
         "description": (description or "").strip(),
         "affected_components": _components(affected_components),
     }
+    if war_room_url is not None:
+        new["war_room_url"] = _war_room(war_room_url)
     if seen is not None:
         seen = {
             "title": (seen.get("title") or "").strip(),
             "description": (seen.get("description") or "").strip(),
             "affected_components": _components(seen.get("affected_components") or []),
+            "war_room_url": (seen.get("war_room_url") or "").strip(),
         }
         new = {f: v for f, v in new.items() if v != seen[f]}
         conflicts = [f for f in new if getattr(incident, f) != seen[f] and getattr(incident, f) != new[f]]
@@ -504,8 +554,8 @@ def incident_edit(
     changes = {f: [getattr(incident, f), v] for f, v in new.items() if getattr(incident, f) != v}
     if not changes:
         return incident
-    for field, (_, value) in changes.items():
-        setattr(incident, field, value)
+    for name, (_, value) in changes.items():
+        setattr(incident, name, value)
     incident.save(update_fields=list(changes))
     timeline.record(
         incident,
@@ -648,3 +698,27 @@ def incidents_record_signals(*, entries: dict[int, list[tuple[str, dict[str, Any
     open_ = [i for i in locked if i.status != Status.CLOSED]
     timeline.record_many_incidents({i: _signal_events(entries[i.pk]) for i in open_})
     return [i.pk for i in open_]
+
+
+def _retrigger_of(row: TimelineEvent) -> str:
+    """What in this row re-triggers an incident under watch: a firing alert or signal on it, or a
+    halt of the kill switch recorded on it (by the console, CDB's circuit breaker, or reconcile)."""
+    data = row.data or {}
+    if row.kind == EventKind.SIGNAL and data.get("status") == "firing":
+        return f"re-triggered while monitoring: {row.message}"
+    if row.kind == "kill_switch" and data.get("event") == "halted":
+        return f"re-triggered while monitoring: {row.message}"
+    return ""
+
+
+def monitoring_retriggers(rows: list[TimelineEvent]) -> None:
+    """The timeline listener of the monitoring window (playbook 7.4): a re-trigger sends an incident
+    in monitoring back to mitigating, in the transaction that recorded it."""
+    for row in rows:
+        if row.incident.status != Status.MONITORING:
+            continue
+        why = _retrigger_of(row)
+        if why:
+            incident_change_status(
+                incident=row.incident_id, actor=None, to_status=Status.MITIGATING, why=why[:500]
+            )  # type: ignore[arg-type]

@@ -20,4 +20,5 @@ urlpatterns = [
     path("incidents/<int:pk>/type/", views.change_type, name="type"),
     path("incidents/<int:pk>/note/", views.add_note, name="note"),
     path("incidents/<int:pk>/checklist/", views.checklist_item, name="checklist"),
+    path("incidents/<int:pk>/facts/", views.facts, name="facts"),
 ]

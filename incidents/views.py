@@ -28,7 +28,7 @@ from django_htmx.http import HttpResponseStopPolling, reswap, retarget, trigger_
 
 from console.http import HtmxHttpRequest
 from incidents import forms, panels, selectors, services
-from incidents.lifecycle import ActionRefused, check_transition, offered_moves
+from incidents.lifecycle import ActionRefused, check_transition, in_monitoring_window, offered_moves
 from incidents.models import Incident, SeverityLevel, Status
 from incidents.triage import QUESTIONS, describe_answers
 
@@ -160,6 +160,19 @@ def poll(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+def facts(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The pre-recovery checklist with each fact as checked now (the page refreshes it every 10 s)."""
+    incident = selectors.incident_get_for_user(request.user, pk)
+    context = {
+        "incident": incident,
+        "kind": "pre_recovery",
+        "items": selectors.checklists_for(incident)["pre_recovery"],
+        "can": selectors.incident_permissions(request.user, incident),
+    }
+    return render(request, f"{DETAIL}#checklist", context)
+
+
+@require_GET
 def timeline(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     incident = selectors.incident_get_for_user(request.user, pk)
     before = request.GET.get("before")
@@ -182,7 +195,7 @@ def _detail_context(
     its errors in place of the fresh one (a plain POST that failed)."""
     perms = selectors.incident_permissions(request.user, incident)
     checklists = selectors.checklists_for(incident)
-    pre_recovery_done = all(i.done for i in checklists["pre_recovery"])
+    pre_recovery_done = selectors.checklist_satisfied(checklists["pre_recovery"])
     moves, blocked = offered_moves(incident, pre_recovery_done=pre_recovery_done)
     context: dict[str, Any] = {
         "incident": incident,
@@ -212,8 +225,10 @@ def _detail_context(
 
 
 def _override_possible(incident: Incident, pre_recovery_done: bool) -> bool:
-    """Whether resolving with an override is what stands between this incident and resolved."""
-    if pre_recovery_done or not incident.level.pre_recovery_required:
+    """Whether resolving with an override is what stands between this incident and resolved: an
+    incomplete pre-recovery checklist, or a monitoring window still running."""
+    blocked_by_checklist = incident.level.pre_recovery_required and not pre_recovery_done
+    if not blocked_by_checklist and not in_monitoring_window(incident):
         return False
     try:
         check_transition(incident, Status.RESOLVED, override_reason="(override)", pre_recovery_done=False)
@@ -429,6 +444,7 @@ def edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 title=form.cleaned_data["title"],
                 description=form.cleaned_data["description"],
                 affected_components=forms.split_components(form.cleaned_data["affected_components"]),
+                war_room_url=form.cleaned_data["war_room_url"],
                 seen=form.seen(),
             )
         except ActionRefused as exc:
@@ -453,6 +469,7 @@ def _edit_values(incident: Incident) -> dict[str, str]:
         "title": incident.title,
         "description": incident.description,
         "affected_components": ", ".join(incident.affected_components),
+        "war_room_url": incident.war_room_url,
     }
     return shown | {f"seen_{k}": v for k, v in shown.items()}
 

@@ -32,13 +32,14 @@ class KillswitchConfig(AppConfig):
 
         from console.selectors import expect_job
         from incidents.timeline import register_kind
-        from killswitch import metrics, offline, panels, permissions_audit
+        from killswitch import metrics, offline, panels, permissions_audit, recovery
         from killswitch.models import TIMELINE_KIND
 
         permissions_audit.connect()
         panels.register()
         offline.register()
         metrics.register()
+        recovery.register()
         register_kind(TIMELINE_KIND, "Kill switch")
         # Reconcile's heartbeats ("kill switch <target>"): overdue after two missed runs.
         expect_job("kill switch", lambda: settings.KILLSWITCH_RECONCILE_SECONDS)

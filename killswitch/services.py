@@ -294,7 +294,7 @@ def killswitch_activate(
                         incident=incident,
                         actor=actor,
                         message=f"Halted trading on {tgt.label} ({reason})",
-                        data={"target": tgt.name, "reason": reason},
+                        data={"target": tgt.name, "reason": reason, "event": "halted"},
                     )
     except Exception as exc:
         if after is None:
@@ -618,8 +618,9 @@ def killswitch_approve_resume(
                         incident=request.incident_id,
                         actor=actor,
                         message=f"Resumed trading on {tgt.label} (request #{request.pk} by {requester})",
-                        data={"target": tgt.name, "request": request.pk},
+                        data={"target": tgt.name, "request": request.pk, "event": "resumed"},
                     )
+                    _monitor_after_resume(request.incident_id, actor)
     except BaseException as exc:
         if not attempted:
             raise
@@ -633,6 +634,21 @@ def killswitch_approve_resume(
     if refusal is not None or after is None:
         raise refusal or KillSwitchRefused("Nothing was approved.")
     return Outcome(tgt.name, True, after, f"Trading resumed on {tgt.label}.")
+
+
+def _monitor_after_resume(incident_id: int, actor: User) -> None:
+    """Trading resumed for this incident (playbook 7.4): it enters monitoring for its severity's window.
+    A move the lifecycle does not make (triage, resolved, closed) leaves the incident as it is; the
+    resume stands either way."""
+    from incidents.lifecycle import ActionRefused
+    from incidents.models import Status
+
+    try:
+        incident_services.incident_change_status(
+            incident=incident_id, actor=actor, to_status=Status.MONITORING
+        )
+    except ActionRefused:
+        log.info("Incident %s stays as it is after the resume", incident_id)
 
 
 def _halt_again(tgt: Target, backend: Backend, why: str) -> State | None:
@@ -706,7 +722,7 @@ def _resume_failed(
                     incident=request.incident_id,
                     actor=actor,
                     message=f"Resume of {tgt.label} failed; {result} ({why})",
-                    data={"target": tgt.name, "request": request_id},
+                    data={"target": tgt.name, "request": request_id, "event": "halted"},
                 )
     except Exception:
         log.critical("The failed resume of %s could not be recorded either", tgt.name, exc_info=True)
@@ -897,7 +913,7 @@ def _record_spooled(entry: dict[str, Any]) -> bool:
                 incident=incident,
                 actor=user,
                 message=f"{what}, recorded late: {entry['why']}",
-                data={"target": entry["target"], "spooled": str(entry_id)},
+                data={"target": entry["target"], "spooled": str(entry_id), "event": "halted"},
             )
         SpooledChange.objects.create(entry_id=entry_id, audit_seq=record.seq, recorded_at=timezone.now())
     return True
@@ -1135,6 +1151,6 @@ def _open_or_attach_incident(tgt: Target, state: State) -> Incident:
         incident=incident,
         actor=None,
         message=f"Kill switch {what} on {tgt.label} outside the console: {state.summary}",
-        data={"target": tgt.name, **state.as_dict()},
+        data={"target": tgt.name, **state.as_dict(), "event": "resumed" if state.trading else "halted"},
     )
     return incident

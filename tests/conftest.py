@@ -147,3 +147,26 @@ def ks_files(settings: Any, tmp_path: Path) -> Files:
             row = services._lock(services.get_target(name))
             services._remember(row, FileBackend(path).read(), by="setup", changed=False)
     return files
+
+
+@pytest.fixture
+def recovered(settings: Any, ks_files: Files) -> None:
+    """Every pre-recovery fact the console checks itself is true: a core service up and just checked,
+    the recovery rules evaluated and quiet, the kill switch readable (trading, on state files)."""
+    from django.utils import timezone
+
+    from detection.models import Health, MonitoredService, PrometheusRule, RulePurpose, RuleState
+
+    now = timezone.now()
+    MonitoredService.objects.create(
+        name="cdb_risk", url="http://cdb_risk:8002/health", core=True, state=Health.UP, last_checked_at=now
+    )
+    settings.PROMETHEUS_URL = "http://cdb_prometheus:9090"
+    for name in ("recovery-error-rate", "recovery-latency"):
+        PrometheusRule.objects.create(
+            name=name,
+            expr="vector(0)",
+            purpose=RulePurpose.RECOVERY,
+            state=RuleState.INACTIVE,
+            last_evaluated_at=now,
+        )

@@ -64,6 +64,7 @@ ROWS = [
     Row("incidents:detail", "get", SEE),
     Row("incidents:poll", "get", SEE, query=lambda i: {"v": i.version}),
     Row("incidents:timeline", "get", SEE),
+    Row("incidents:facts", "get", SEE),
     Row("incidents:edit", "get", EDIT),
     Row(
         "incidents:edit",

@@ -497,13 +497,13 @@ def test_default_rules_use_cdbs_real_metric_names():
 
 def test_load_prometheus_rules_is_idempotent_and_keeps_an_operators_disable(capsys):
     call_command("load_prometheus_rules")
-    assert "8 created" in capsys.readouterr().out
+    assert "10 created" in capsys.readouterr().out
     names = set(PrometheusRule.objects.values_list("name", flat=True))
-    assert len(names) == 8 and "kill-switch-active" in names
+    assert len(names) == 10 and "kill-switch-active" in names
     PrometheusRule.objects.filter(name="orders-blocked-burst").update(enabled=False, threshold=99)
     custom = make_rule("my-own-rule")
     call_command("load_prometheus_rules")
-    assert "1 updated, 7 unchanged" in capsys.readouterr().out
+    assert "1 updated, 9 unchanged" in capsys.readouterr().out
     blocked = PrometheusRule.objects.get(name="orders-blocked-burst")
     assert (blocked.enabled, blocked.threshold) == (False, 10)
     assert PrometheusRule.objects.filter(pk=custom.pk).exists()

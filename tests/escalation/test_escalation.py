@@ -242,3 +242,36 @@ def test_the_incident_page_shows_the_chain(client, rota):
     assert "next: Tech lead at" in section
     assert section.count('data-state="done"') == 2 and section.count('data-state="pending"') == 2
     assert "📟 Paged alice (on-call engineer)" in page  # the timeline row
+
+
+def test_reopening_starts_a_new_chain_that_pages_again(rota):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        incident = declare(make_user(role="responder"), severity=Severity.SEV3)
+        services.escalation_sweep()
+        incident_services.incident_acknowledge(incident=incident, actor=rota["alice"])
+        incident_services.incident_change_status(
+            incident=incident, actor=rota["alice"], to_status=Status.RESOLVED
+        )
+    with time_machine.travel(start + timedelta(hours=1), tick=False):
+        incident_services.incident_change_status(
+            incident=incident, actor=rota["alice"], to_status=Status.INVESTIGATING
+        )
+        services.escalation_sweep()
+    with time_machine.travel(start + timedelta(hours=1, minutes=15), tick=False):
+        services.escalation_sweep()  # nobody acknowledged the reopened incident: the next step runs
+    assert timeline_pages(incident) == [
+        "Paged alice (assigned engineer)",
+        "Paged alice (assigned engineer)",
+        "Paged alice (on-call engineer)",
+    ]
+    assert list(
+        Step.objects.filter(incident=incident)
+        .values_list("generation", "state")
+        .order_by("generation", "position")
+    ) == [
+        (1, "done"),
+        (1, "cancelled"),
+        (2, "done"),
+        (2, "done"),
+    ]

@@ -57,6 +57,7 @@ def test_an_admin_edit_of_the_level_changes_the_rule(client, responder):
             "examples": "\n".join(level.examples),
             "kill_switch_default": "on",
             "pre_recovery_required": "on",
+            "monitoring_minutes": "30",
             # commander_required left unticked
         },
     )
