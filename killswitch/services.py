@@ -464,14 +464,7 @@ def killswitch_request_resume(
                     _void(pending, why="it was filed for an earlier halt")
         if refusal is None:
             now = timezone.now()
-            checklist = (
-                [
-                    {"text": i.text, "done": i.done}
-                    for i in incident.checklist_items.filter(kind="pre_recovery")
-                ]
-                if incident
-                else []
-            )
+            checklist = _pre_recovery_snapshot(incident) if incident else []
             request = ResumeRequest.objects.create(
                 target=tgt.name,
                 requested_by=actor,
@@ -634,6 +627,18 @@ def killswitch_approve_resume(
     if refusal is not None or after is None:
         raise refusal or KillSwitchRefused("Nothing was approved.")
     return Outcome(tgt.name, True, after, f"Trading resumed on {tgt.label}.")
+
+
+def _pre_recovery_snapshot(incident: Incident) -> list[dict[str, Any]]:
+    """The incident's pre-recovery checklist as it stands, attached to the request for its approver:
+    each item ticked or not, and for the items the console checks itself, the verdict now."""
+    from incidents.selectors import checklists_for
+
+    return [
+        {"text": i.text, "done": i.satisfied}
+        | ({"checked": True, "detail": i.fact.detail if i.fact else ""} if i.fact_name else {})
+        for i in checklists_for(incident)["pre_recovery"]
+    ]
 
 
 def _monitor_after_resume(incident_id: int, actor: User) -> None:

@@ -163,7 +163,7 @@ def test_halt_from_a_sev1_and_resume_with_four_eyes(
     assert request.status == ResumeStatus.PENDING
     assert request.requested_by == lead
     assert request.incident_id == incident.pk
-    assert len(request.pre_recovery) == 5, "the incident's pre-recovery checklist is attached"
+    assert len(request.pre_recovery) == 6, "the incident's pre-recovery checklist is attached"
     expect(l1.page.locator("#flash")).to_contain_text(
         f"Resume request #{request.pk} filed; another lead must approve it."
     )
