@@ -51,9 +51,39 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"Demo users exist; their passwords are in {CREDENTIALS_FILE}.")
+        self._rota()
         if not options["no_incidents"] and not Incident.objects.exists():
             self._incidents()
         self._killswitch_files()
+
+    def _rota(self) -> None:
+        """A demo rota, so that the escalation chain of a demo incident pages somebody (in the
+        console inbox: the demo configures no chat or email): the responder as on-call engineer,
+        the lead as tech lead, the executive as executive, handing over every Monday."""
+        from datetime import time
+
+        from oncall import services as oncall
+        from oncall.models import Duty, Rotation
+
+        User = get_user_model()
+        for duty, username in (
+            (Duty.ONCALL_ENGINEER, "demo-responder"),
+            (Duty.TECH_LEAD, "demo-lead"),
+            (Duty.EXECUTIVE, "demo-executive"),
+        ):
+            if Rotation.objects.filter(duty=duty).exists():
+                continue
+            oncall.rotation_save(
+                rotation=None,
+                name=f"Demo {Duty(duty).label.lower()}",
+                duty=duty,
+                time_zone=settings.TIME_ZONE,
+                effective_from=timezone.localdate() - timedelta(days=7),
+                handoff_time=time(9, 0),
+                handoff_weekday=0,
+                shift_hours=168,
+                members=[User.objects.get(username=username)],
+            )
 
     def _killswitch_files(self) -> None:
         """Demo targets are local state files: start them as CDB's deactivate would leave them."""
