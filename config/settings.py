@@ -218,6 +218,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Work is woken through the broker as soon as it is committed (console.wakeup); beat's sweeps find it
+# anyway. Off only where nothing consumes the queue (the test suite, which calls sweeps directly).
+WAKE_WORKERS = env.bool("WAKE_WORKERS", default=True)
 # No remote control (celery inspect/control): its broadcast channel, like gossip's and mingle's (off in
 # the Procfile), is what lets a Redis outage kill a worker for good (README, "Keeping it running").
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

@@ -5,7 +5,7 @@ sooner than its periodic sweep would. Publishing happens on one background threa
 process, so a request never waits for a stopped Redis (which takes seconds to refuse). The first
 wake-up is published at once; those requested within `interval` are coalesced into one publish at its
 end. Best effort by design: a wake-up lost with its process, or refused by the broker, is left to the
-sweep.
+sweep. `WAKE_WORKERS=false` turns wake-ups off (the test suite, where no worker consumes them).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import importlib
 import logging
 import threading
 import time
+
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ class Waker:
         self.published = self.failed = 0  # this process's wake-ups, for tests and debugging
 
     def __call__(self) -> None:
+        if not settings.WAKE_WORKERS:
+            return  # the test suite: nothing consumes the queue, the sweeps are called directly
         self._due.set()
         if self._thread is None or not self._thread.is_alive():
             with self._start:

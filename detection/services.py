@@ -7,8 +7,6 @@ the console's own detectors, already in a worker, do both at once (`signals_inge
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from console.models import Heartbeat
+from console.wakeup import Waker
 from detection.models import Signal, SignalGroup, SignalStatus
 from incidents import services as incident_services
 from incidents.models import OPEN_STATUSES, Incident, IncidentType, Severity
@@ -163,46 +162,11 @@ def _signal(alert: AlertInput, received_at: datetime) -> Signal:
     )
 
 
-class _RouterWaker:
-    """Publishes `route_signals` from one background thread per process, so a delivery's answer never
-    waits on the broker (a stopped Redis takes seconds to refuse). The first wake-up is published at
-    once; those requested in the next WAKE_INTERVAL are coalesced into one publish at its end, so a
-    burst of deliveries is routed in a few batches instead of one router pass per delivery. Every
-    wake-up requested after a commit is followed by a publish. Best effort by design: a wake-up lost
-    with its process, or refused by the broker, is left to the periodic sweep."""
-
-    def __init__(self) -> None:
-        self._due = threading.Event()
-        self._start = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.published = self.failed = 0  # this process's wake-ups, for tests and debugging
-
-    def __call__(self) -> None:
-        self._due.set()
-        if self._thread is None or not self._thread.is_alive():
-            with self._start:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="route-signals-waker", daemon=True)
-                    self._thread.start()
-
-    def _run(self) -> None:
-        from detection.tasks import route_signals
-
-        while True:
-            self._due.wait()
-            self._due.clear()
-            try:
-                route_signals.apply_async(retry=False, expires=300)
-                self.published += 1
-            except Exception:
-                self.failed += 1
-                log.warning(
-                    "Could not wake a router; the periodic sweep will route the signals", exc_info=True
-                )
-            time.sleep(WAKE_INTERVAL)
-
-
-wake_router = _RouterWaker()
+# Publishes `route_signals` from one background thread per process, so a delivery's answer never
+# waits on the broker; wake-ups within WAKE_INTERVAL are coalesced into one publish, so a burst of
+# deliveries is routed in a few batches. Best effort: the periodic sweep routes what a lost or refused
+# wake-up leaves waiting.
+wake_router = Waker("detection.tasks.route_signals", interval=WAKE_INTERVAL)
 
 
 def signals_route(*, batch: int = ROUTE_BATCH, now: datetime | None = None) -> int:

@@ -32,6 +32,9 @@ def _test_settings() -> Iterator[None]:
         },
         # Real hashing is deliberately slow; tests check permissions, not key stretching.
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        # No worker consumes the test broker's queue (tests call the sweeps): wake nobody, unless a
+        # test runs a worker and turns it on.
+        WAKE_WORKERS=False,
     )
     override.enable()
     yield

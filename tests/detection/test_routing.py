@@ -51,6 +51,7 @@ def wait_for(condition: Any, seconds: float = 15.0) -> bool:
 @pytest.mark.xdist_group("celery")
 def test_a_worker_woken_by_the_delivery_routes_it(client: Any, tokens: None, settings: Any) -> None:
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test runs against Redis"
+    settings.WAKE_WORKERS = True
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         assert deliver(client, alert(fp="w1"), alert(fp="w2", labels={"instance": "b"}))["new"] == 2
         assert wait_for(lambda: not Signal.objects.filter(routed_at__isnull=True).exists())
@@ -62,8 +63,9 @@ def test_a_worker_woken_by_the_delivery_routes_it(client: Any, tokens: None, set
 
 @pytest.mark.django_db(transaction=True)
 def test_with_the_broker_down_deliveries_are_stored_and_the_sweep_routes_them(
-    client: Any, tokens: None, monkeypatch: Any
+    client: Any, tokens: None, monkeypatch: Any, settings: Any
 ) -> None:
+    settings.WAKE_WORKERS = True
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", 1), timeout=1):
         pass  # nothing listens there
     # Publishing connects through the app's producer pool, made once: a new one on the closed port.
