@@ -26,6 +26,8 @@ class OncallConfig(AppConfig):
 
     def ready(self) -> None:
         from console import notices
+        from oncall import calendar
         from oncall.notices import coverage
 
         notices.register("oncall-coverage", coverage)
+        calendar.register_source()

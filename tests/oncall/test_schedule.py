@@ -176,3 +176,17 @@ def test_members_must_be_active_and_hold_a_role_and_overrides_must_make_sense():
                 ends_at=T(2026, 1, 15),
                 actor=someone,
             )
+
+
+def test_handoffs_are_on_the_consoles_calendar():
+    from console import calendar
+
+    alice, bob = make_user(role="responder", username="alice"), make_user(role="responder", username="bob")
+    rotation(alice, bob)
+    found = calendar.events(T(2026, 1, 10), T(2026, 1, 27), None, kinds=["handoff"])
+    assert [(e.start, e.title) for e in found] == [
+        (T(2026, 1, 12, 9), "On-call engineer: bob takes over (primary)"),
+        (T(2026, 1, 19, 9), "On-call engineer: alice takes over (primary)"),
+        (T(2026, 1, 26, 9), "On-call engineer: bob takes over (primary)"),
+    ]
+    assert "handoff" in {s.kind for s in calendar.sources()}
