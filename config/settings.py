@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "oncall",
     "comms",
     "escalation",
+    "postmortems",
 ]
 
 MIDDLEWARE = [

@@ -20,5 +20,6 @@ urlpatterns = [
     path("", include("notify.urls")),
     path("oncall/", include("oncall.urls")),
     path("", include("comms.urls")),
+    path("", include("postmortems.urls")),
     path("", include("incidents.urls")),
 ]
