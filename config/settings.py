@@ -419,3 +419,13 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"expires": ESCALATION_SWEEP_SECONDS * 2},
     },
 }
+
+# Post-mortems (postmortems/): how often beat looks for deadline reminders and overdue post-mortems.
+POSTMORTEM_SWEEP_SECONDS = env.float("POSTMORTEM_SWEEP_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE |= {
+    "postmortems-sweep-deadlines": {
+        "task": "postmortems.tasks.sweep_deadlines",
+        "schedule": POSTMORTEM_SWEEP_SECONDS,
+        "options": {"expires": POSTMORTEM_SWEEP_SECONDS * 2},
+    },
+}

@@ -22,11 +22,16 @@ class PostmortemsConfig(AppConfig):
     }
 
     def ready(self) -> None:
+        from console import calendar, metrics
+        from console import notices as console_notices
         from incidents import timeline
         from incidents.playbook import register_section
-        from postmortems import panels, playbook, services
+        from postmortems import notices, panels, playbook, services
 
         register_section("postmortems", playbook.load)
         timeline.listen("postmortems", services.on_timeline)
         timeline.register_kind(services.KIND, "Post-mortem")
         panels.register()
+        console_notices.register("postmortems-overdue", notices.overdue_notices)
+        metrics.register("postmortems", notices.PostMortemCollector())
+        calendar.register("postmortem", "Post-mortem deadlines", notices.calendar_events)

@@ -5,7 +5,7 @@ summary to stakeholders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from incidents import services as incident_services
 from incidents.models import Incident, Status, TimelineEvent
 from postmortems import prefill, review
 from postmortems.models import Draft, PostMortem, PostMortemRevision, Required, Requirement
+from postmortems.review import ReviewStatus
 
 KIND = "postmortem"  # the timeline rows of post-mortems (templates/timeline/postmortem.html)
 MAX_BODY = 200_000
@@ -261,3 +262,116 @@ def summary_send(*, postmortem: PostMortem, actor: User) -> str:
     )
     record_event(pm, kind="summary_sent", actor=actor, text=f"Summary sent to #{channel}")
     return channel
+
+
+# --- Deadlines: one sweep from the database, each reminder exactly once ---
+
+REMIND_BEFORE = timedelta(hours=24)
+SWEEP_BATCH = 200
+
+
+def deadlines_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Remind authors 24 h before the deadline; when overdue, notify the author and the tech lead on
+    duty. Reads what is due from the database (unpublished post-mortems with a deadline, not yet
+    reminded or notified); each one is claimed and its messages queued in one transaction
+    (`_remind`, `_escalate`), so a worker killed between steps rolls both back and the next sweep
+    does it again: never lost, never doubled (the outbox's dedupe keys guard a repeat as well)."""
+    now = now or timezone.now()
+    open_ = PostMortem.objects.exclude(status=ReviewStatus.PUBLISHED).filter(deadline__isnull=False)
+    to_remind = list(
+        open_.filter(reminded_at=None, deadline__lte=now + REMIND_BEFORE, deadline__gt=now).values_list(
+            "pk", flat=True
+        )[:SWEEP_BATCH]
+    )
+    overdue = list(
+        open_.filter(overdue_notified_at=None, deadline__lte=now).values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    return {
+        "reminded": sum(_remind(pk, now) for pk in to_remind),
+        "escalated": sum(_escalate(pk, now) for pk in overdue),
+    }
+
+
+def _notify(pm: PostMortem, user: User, *, title: str, text: str, key: str, now: datetime) -> None:
+    from notify import services as notify
+
+    notify.inbox_deliver(
+        user=user,
+        title=title,
+        body=text,
+        kind="reminder",
+        incident_id=pm.incident_id,
+        dedupe_key=key,
+        now=now,
+    )
+    notify.messages_enqueue(
+        notify.person_outgoing(
+            user=user, title=title, body=text, kind="reminder", incident_id=pm.incident_id, dedupe_key=key
+        ),
+        now=now,
+    )
+
+
+def _link(pm: PostMortem) -> str:
+    from django.conf import settings
+    from django.urls import reverse
+
+    return settings.CONSOLE_URL.rstrip("/") + reverse("postmortems:detail", args=[pm.pk])
+
+
+@transaction.atomic
+def _remind(pk: int, now: datetime) -> bool:
+    # The claim: only one sweep gets the row; the messages commit with it or not at all.
+    if not PostMortem.objects.filter(pk=pk, reminded_at=None).update(reminded_at=now):
+        return False
+    pm = PostMortem.objects.select_related("author", "incident").get(pk=pk)
+    assert pm.deadline is not None
+    due = timezone.localtime(pm.deadline)
+    if pm.author is not None:
+        _notify(
+            pm,
+            pm.author,
+            title=f"Post-mortem of {pm.incident.reference} due {due:%Y-%m-%d %H:%M}",
+            text=f"The post-mortem of {pm.incident.reference} {pm.incident.title} is due "
+            f"{due:%Y-%m-%d %H:%M %Z} (24 hours left): {_link(pm)}",
+            key=f"postmortem-due:{pm.pk}:{pm.deadline.isoformat()}",
+            now=now,
+        )
+    record_event(
+        pm, kind="reminded", actor=None, text=f"Post-mortem due in 24 h: reminded {_name(pm.author)}"
+    )
+    return True
+
+
+@transaction.atomic
+def _escalate(pk: int, now: datetime) -> bool:
+    from oncall import selectors as oncall
+    from oncall.models import Duty
+
+    if not PostMortem.objects.filter(pk=pk, overdue_notified_at=None).update(overdue_notified_at=now):
+        return False
+    pm = PostMortem.objects.select_related("author", "incident").get(pk=pk)
+    assert pm.deadline is not None
+    # A post-mortem never reminded (created already late, or the 24 h passed unswept) gets no stale
+    # "due in 24 h" afterwards.
+    PostMortem.objects.filter(pk=pk, reminded_at=None).update(reminded_at=now)
+    people = {u.pk: u for u in [pm.author, *oncall.on_call(Duty.TECH_LEAD, now)] if u is not None}
+    due = timezone.localtime(pm.deadline)
+    for user in people.values():
+        _notify(
+            pm,
+            user,
+            title=f"Post-mortem of {pm.incident.reference} overdue",
+            text=f"The post-mortem of {pm.incident.reference} {pm.incident.title} was due "
+            f"{due:%Y-%m-%d %H:%M %Z} and is {pm.get_status_display().lower()}; "
+            f"author {_name(pm.author)}: {_link(pm)}",
+            key=f"postmortem-overdue:{pm.pk}:{pm.deadline.isoformat()}:{user.pk}",
+            now=now,
+        )
+    names = ", ".join(_name(u) for u in people.values()) or "nobody"
+    record_event(pm, kind="overdue", actor=None, text=f"Post-mortem overdue: notified {names}")
+    return True
+
+
+def _name(user: User | None) -> str:
+    return user.get_username() if user is not None else "nobody"
