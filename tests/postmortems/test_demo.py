@@ -18,6 +18,7 @@ def test_the_demo_has_a_postmortem_in_review(settings, monkeypatch, tmp_path: Pa
     settings.DEBUG = True
     call_command("seed_demo")
     [pm] = PostMortem.objects.all()
+    assert pm.author is not None and pm.approver is not None
     assert (pm.status, pm.current_revision, pm.author.username) == ("in_review", 2, "demo-responder")
     assert pm.approver.username == "demo-lead"
     assert [u.username for u in review.reviewers_of(pm)] == ["demo-executive"]
