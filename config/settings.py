@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "comms",
     "escalation",
     "actions",
+    "postmortems",
 ]
 
 MIDDLEWARE = [
@@ -427,5 +428,15 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "actions.tasks.remind_overdue",
         "schedule": ACTION_ITEMS_REMIND_SECONDS,
         "options": {"expires": ACTION_ITEMS_REMIND_SECONDS * 2},
+    },
+}
+
+# Post-mortems (postmortems/): how often beat looks for deadline reminders and overdue post-mortems.
+POSTMORTEM_SWEEP_SECONDS = env.float("POSTMORTEM_SWEEP_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE |= {
+    "postmortems-sweep-deadlines": {
+        "task": "postmortems.tasks.sweep_deadlines",
+        "schedule": POSTMORTEM_SWEEP_SECONDS,
+        "options": {"expires": POSTMORTEM_SWEEP_SECONDS * 2},
     },
 }

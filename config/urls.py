@@ -21,5 +21,6 @@ urlpatterns = [
     path("oncall/", include("oncall.urls")),
     path("actions/", include("actions.urls")),
     path("", include("comms.urls")),
+    path("", include("postmortems.urls")),
     path("", include("incidents.urls")),
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
@@ -49,7 +50,13 @@ OVERRIDE = roles(norole=404, viewer=403, responder=403, commander=403, lead=OK, 
 KS_VIEW = roles(norole=403, viewer=OK, responder=OK, commander=OK, lead=OK, executive=OK, admin=OK)
 KS_HALT = roles(norole=403, viewer=403, responder=OK, commander=OK, lead=OK, executive=403, admin=OK)
 KS_LEAD = roles(norole=403, viewer=403, responder=403, commander=403, lead=OK, executive=403, admin=OK)
+PM_EDIT = roles(norole=404, viewer=403, responder=403, commander=403, lead=OK, executive=403, admin=OK)
+PM_ASSIGNED = roles(norole=404, viewer=403, responder=403, commander=403, lead=403, executive=403, admin=403)
 POST_ONLY = roles(norole=405, viewer=405, responder=405, commander=405, lead=405, executive=405, admin=405)
+
+
+def _pm(c: Any) -> list[int]:
+    return [c.postmortem.pk]
 
 
 def _type_pk(_: Any) -> dict[str, Any]:
@@ -175,6 +182,39 @@ ROWS = [
     # Composing messages: whoever may act on the incident (its commander included).
     Row("comms:preview", "post", ACT, data=lambda c: {"kind": "update", "progress": "looking"}),
     Row("comms:send", "post", ACT, data=lambda c: {"kind": "update", "title": "t", "text": "Still on it"}),
+    # Post-mortems: every role reads them; the author (object permission), leads and admins edit;
+    # leads and admins assign reviewers; only the assigned reviewers and approver (object permissions,
+    # none of these personas) comment, sign off and approve.
+    Row("postmortems:list", "get", EVERYONE),
+    Row("postmortems:detail", "get", SEE, args=_pm),
+    Row("postmortems:history", "get", SEE, args=_pm),
+    Row("postmortems:export", "get", SEE, args=_pm),
+    Row("postmortems:edit", "get", PM_EDIT, args=_pm),
+    Row("postmortems:edit", "post", PM_EDIT, args=_pm, data=lambda c: {"body": "# new", "base": "1"}),
+    Row("postmortems:autosave", "post", PM_EDIT, args=_pm, data=lambda c: {"body": "# draft", "base": "1"}),
+    Row("postmortems:preview", "post", PM_EDIT, args=_pm, data=lambda c: {"body": "*x*"}),
+    Row("postmortems:impact", "post", PM_EDIT, args=_pm, data=lambda c: {"orders_affected": "3"}),
+    Row("postmortems:assign", "post", PM_EDIT, args=_pm, data=lambda c: {"approver": ""}),
+    Row("postmortems:submit", "post", PM_EDIT, args=_pm, data=lambda c: {}),
+    Row("postmortems:publish", "post", PM_EDIT, args=_pm, data=lambda c: {}),
+    Row("postmortems:summary", "post", PM_EDIT, args=_pm, data=lambda c: {}),
+    Row("postmortems:signoff", "post", PM_ASSIGNED, args=_pm, data=lambda c: {}),
+    Row("postmortems:approve", "post", PM_ASSIGNED, args=_pm, data=lambda c: {}),
+    Row(
+        "postmortems:comment",
+        "post",
+        PM_ASSIGNED,
+        args=_pm,
+        data=lambda c: {"section": "Summary", "body": "?"},
+    ),
+    Row(
+        "postmortems:comment_resolve",
+        "post",
+        PM_ASSIGNED,
+        args=lambda c: [c.postmortem.pk, c.comment.pk],
+        data=lambda c: {},
+    ),
+    Row("postmortems:request", "post", ACT, args=lambda c: [c.incident.pk], data=lambda c: {}),
     # Prometheus's /metrics: a bearer token (METRICS_TOKEN, unset here) or an allowed network, never
     # a session.
     Row("metrics", "get", dict.fromkeys(PERSONAS, 401)),
@@ -270,6 +310,8 @@ class Context:
     override: Any = None
     feed: Any = None
     item: Any = None
+    postmortem: Any = None
+    comment: Any = None
 
     def __getattr__(self, name: str) -> Any:  # rows written for an incident read its attributes
         return getattr(self.incident, name)
@@ -309,6 +351,19 @@ def test_matrix(client, ks_files, row: Row, persona: str):
         from actions.services import action_item_create
 
         context.item = action_item_create(incident=incident, actor=owner, title="Matrix item", owner=owner)
+    if row.name.startswith("postmortems:"):
+        from postmortems import review
+        from postmortems import services as pm_services
+
+        incident.status = "resolved"  # a post-mortem on request, as a resolved incident gets it
+        incident.save(update_fields=["status"])
+        with transaction.atomic():
+            context.postmortem = pm_services._create(incident, actor=owner, required=False)
+        reviewer = make_user(role="responder")
+        review.review_assign(document=context.postmortem, actor=owner, reviewers=[reviewer], approver=None)
+        context.comment = review.review_comment_add(
+            document=context.postmortem, actor=reviewer, section="Summary", body="Why?"
+        )
     user = _persona(persona, incident)
     incident.refresh_from_db()
     if user is not None:

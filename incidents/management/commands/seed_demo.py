@@ -187,5 +187,49 @@ class Command(BaseCommand):
         services.incident_change_status(incident=old, actor=responder, to_status=Status.RESOLVED)
         services.incident_change_status(incident=old, actor=responder, to_status=Status.CLOSED)
         self._action_items(old, responder, lead)
+        self._postmortem(responder, lead, types["exchange-api-failure"])
         refs = ", ".join(f"INC-{pk}" for pk in Incident.objects.order_by("pk").values_list("pk", flat=True))
         self.stdout.write(f"Demo incidents created: {refs}.")
+
+    def _postmortem(self, responder: Any, lead: Any, incident_type: IncidentType) -> None:
+        """A resolved SEV-1 whose post-mortem (created by the resolution) is in review: written by the
+        responder, reviewed by the executive, to be approved by the lead."""
+        from postmortems import review
+        from postmortems import services as postmortems
+
+        User = get_user_model()
+        now = timezone.now()
+        incident = services.incident_declare(
+            actor=responder,
+            title="Binance API returning 429 for 12 minutes",
+            incident_type=incident_type,
+            severity=Severity.SEV1,
+            affected_components=["cdb_market", "cdb_execution"],
+            detected_at=now - timedelta(hours=5),
+        )
+        services.incident_acknowledge(incident=incident, actor=responder)
+        services.incident_assign_commander(incident=incident, actor=responder, commander=responder)
+        services.incident_change_status(incident=incident, actor=responder, to_status=Status.MITIGATING)
+        services.incident_change_status(
+            incident=incident,
+            actor=lead,
+            to_status=Status.RESOLVED,
+            override_reason="Demo: exchange recovered, verified by hand",
+        )
+        pm = incident.postmortem
+        body = (
+            pm.revisions.get(number=1)
+            .body.replace(
+                "[1-2 sentence summary]",
+                "A burst of order retries exceeded Binance's request weight limit; trading was halted until "
+                "the rate limiter was fixed.",
+            )
+            .replace("[Detailed explanation]", "The retry loop in cdb_execution ignored `Retry-After`.")
+        )
+        postmortems.revision_save(
+            postmortem=pm, actor=responder, body=body, base=1, note="Summary, root cause"
+        )
+        review.review_assign(
+            document=pm, actor=lead, reviewers=[User.objects.get(username="demo-executive")], approver=lead
+        )
+        review.review_submit(document=pm, actor=responder)
