@@ -172,6 +172,11 @@ class PlaybookVersion(models.Model):
     def __str__(self) -> str:
         return f"Playbook v{self.number}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("A playbook version is never changed: adopt a new one (incidents.playbook).")
+        super().save(*args, **kwargs)
+
 
 class PlaybookReview(models.Model):
     """A quarterly review that found nothing to change: it moves the next review's due date like a

@@ -252,6 +252,14 @@ def test_adopting_a_change_makes_a_new_version_and_loads_every_section(doc, lead
     assert current_version() == version
 
 
+def test_a_version_cannot_be_changed():
+    version = current_version()
+    assert version is not None
+    version.note = "rewritten history"
+    with pytest.raises(ValueError, match="never changed"):
+        version.save()
+
+
 def test_an_invalid_document_changes_nothing(doc):
     doc["severities"][0]["name"] = "Catastrophic"
     doc["severities"][2]["response_minutes"] = 0
