@@ -440,3 +440,15 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"expires": POSTMORTEM_SWEEP_SECONDS * 2},
     },
 }
+
+# The playbook (incidents/playbook.py): its owner gets the quarterly review reminder (a username;
+# empty: whoever holds the on-call rota's tech-lead duty, else every lead). The sweep runs hourly.
+PLAYBOOK_OWNER = env.str("PLAYBOOK_OWNER", default="")
+PLAYBOOK_REVIEW_SWEEP_SECONDS = env.float("PLAYBOOK_REVIEW_SWEEP_SECONDS", default=3600.0)
+CELERY_BEAT_SCHEDULE |= {
+    "comms-remind-playbook-review": {
+        "task": "comms.tasks.remind_playbook_review",
+        "schedule": PLAYBOOK_REVIEW_SWEEP_SECONDS,
+        "options": {"expires": PLAYBOOK_REVIEW_SWEEP_SECONDS},
+    },
+}

@@ -4,13 +4,15 @@ from django.contrib import admin
 
 from console.admin import ReadOnlyAdmin
 from escalation.models import PolicyStep, Step
+from incidents.admin import PlaybookDataAdmin
 
 
 @admin.register(PolicyStep)
-class PolicyStepAdmin(admin.ModelAdmin):
+class PolicyStepAdmin(PlaybookDataAdmin):
+    """The matrix is the playbook's `escalation` section: it changes with a new playbook version."""
+
     list_display = ["severity", "position", "after_minutes", "target", "action", "until"]
     list_filter = ["severity", "target"]
-    list_editable = ["after_minutes", "target", "action", "until"]
 
 
 @admin.register(Step)

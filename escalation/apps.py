@@ -12,7 +12,8 @@ class EscalationConfig(AppConfig):
     verbose_name = "Escalation"
     role_permissions = {
         LEAD: ["view_policystep", "view_step"],
-        ADMIN: ["view_policystep", "add_policystep", "change_policystep", "delete_policystep", "view_step"],
+        # The matrix changes with a new playbook version (incidents.playbook), never row by row.
+        ADMIN: ["view_policystep", "view_step"],
     }
 
     def ready(self) -> None:
@@ -20,7 +21,7 @@ class EscalationConfig(AppConfig):
         from incidents import timeline
         from incidents.playbook import register_section
 
-        register_section("escalation", playbook.load)
+        register_section("escalation", playbook.load, playbook.validate)
         timeline.listen("escalation", services.on_timeline)
         timeline.register_kind(services.KIND, "Escalation")
         panels.register()

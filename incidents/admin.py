@@ -2,40 +2,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpRequest
 
 from console.admin import ReadOnlyAdmin
-from incidents.models import Checklist, Incident, IncidentType, SeverityLevel, TimelineEvent
+from incidents.models import (
+    Checklist,
+    Incident,
+    IncidentType,
+    PlaybookReview,
+    PlaybookVersion,
+    SeverityLevel,
+    TimelineEvent,
+)
 
 
-class LinesField(forms.CharField):
-    """A JSON list of strings edited as one item per line."""
+class PlaybookDataAdmin(ReadOnlyAdmin):
+    """Playbook data: read-only here. The playbook changes only as a whole new version (reviewed, then
+    adopted: incidents.playbook.playbook_adopt), so that every change has a number, a reason and a
+    diff, and incidents keep the version they started with."""
 
-    widget = forms.Textarea(attrs={"rows": 8, "cols": 90})
-
-    def prepare_value(self, value: Any) -> Any:
-        return "\n".join(value) if isinstance(value, list) else value
-
-    def clean(self, value: Any) -> list[str]:
-        text = super().clean(value) or ""
-        return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def lines_form(model: type, *fields: str) -> type[forms.ModelForm]:
-    return type(
-        f"{model.__name__}Form",
-        (forms.ModelForm,),
-        {
-            **{f: LinesField(required=False, help_text="One per line.") for f in fields},
-            "Meta": type("Meta", (), {"model": model, "fields": "__all__"}),
-        },
+    NOTICE = (
+        "The playbook is versioned: this table shows the version in force and cannot be edited here. "
+        "A change is a new playbook version (see the Playbook pages and `manage.py load_playbook`)."
     )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        messages.info(request, self.NOTICE)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(  # type: ignore[override]
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        messages.info(request, self.NOTICE)
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(SeverityLevel)
-class SeverityLevelAdmin(admin.ModelAdmin):
-    form = lines_form(SeverityLevel, "examples")
+class SeverityLevelAdmin(PlaybookDataAdmin):
     list_display = [
         "level",
         "name",
@@ -47,16 +55,24 @@ class SeverityLevelAdmin(admin.ModelAdmin):
 
 
 @admin.register(IncidentType)
-class IncidentTypeAdmin(admin.ModelAdmin):
-    form = lines_form(IncidentType, "runbook_steps", "alert_names")
+class IncidentTypeAdmin(PlaybookDataAdmin):
     list_display = ["name", "slug", "playbook_section", "kill_switch_reason", "position"]
-    prepopulated_fields = {"slug": ["name"]}
 
 
 @admin.register(Checklist)
-class ChecklistAdmin(admin.ModelAdmin):
-    form = lines_form(Checklist, "items")
+class ChecklistAdmin(PlaybookDataAdmin):
     list_display = ["title", "kind"]
+
+
+@admin.register(PlaybookVersion)
+class PlaybookVersionAdmin(PlaybookDataAdmin):
+    list_display = ["number", "created_at", "created_by", "source", "note"]
+    exclude = ["document"]
+
+
+@admin.register(PlaybookReview)
+class PlaybookReviewAdmin(ReadOnlyAdmin):
+    list_display = ["reviewed_at", "reviewed_by", "version", "note"]
 
 
 @admin.register(Incident)

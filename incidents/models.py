@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Severity(models.IntegerChoices):
@@ -149,6 +150,63 @@ class Checklist(models.Model):
         return self.title
 
 
+class PlaybookVersion(models.Model):
+    """One adopted state of the whole playbook (every section, those of other apps included).
+    Immutable: a change is a new version (incidents.playbook.playbook_adopt), never an edit."""
+
+    number = models.PositiveIntegerField(unique=True)
+    document = models.JSONField()
+    yaml = models.TextField(help_text="The document as YAML, as the version pages show and diff it.")
+    note = models.TextField(blank=True)
+    source = models.CharField(max_length=60, help_text='"file", "proposal:<id>", "admin"…')
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.CheckConstraint(condition=Q(number__gte=1), name="playbook_version_positive")]
+        permissions = [("review_playbook", "Record the playbook's quarterly review")]
+
+    def __str__(self) -> str:
+        return f"Playbook v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("A playbook version is never changed: adopt a new one (incidents.playbook).")
+        super().save(*args, **kwargs)
+
+
+class PlaybookReview(models.Model):
+    """A quarterly review that found nothing to change: it moves the next review's due date like a
+    new version does."""
+
+    version = models.ForeignKey(PlaybookVersion, on_delete=models.PROTECT, related_name="reviews")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-reviewed_at"]
+
+    def __str__(self) -> str:
+        return f"Review of v{self.version_id} on {self.reviewed_at:%Y-%m-%d}"
+
+
+class PlaybookReviewReminder(models.Model):
+    """A review reminder sent (claimed) for one due date: inserting the row is the claim, in the
+    transaction that puts the reminder in the outbox, so each due date reminds once."""
+
+    due = models.DateField(unique=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Review reminder for {self.due:%Y-%m-%d}"
+
+
 # --- Incidents ---
 
 
@@ -190,6 +248,11 @@ class Incident(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     # Id of the latest timeline event: every change writes one, so this is the page's version.
     version = models.BigIntegerField(default=0)
+    # The playbook in force when the incident was declared (its checklists and runbook were copied
+    # from it); empty for incidents older than playbook versions.
+    playbook_version = models.ForeignKey(
+        PlaybookVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
 
     class Meta:
         permissions = [

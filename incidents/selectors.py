@@ -46,7 +46,8 @@ def incident_get_for_user(user: Any, pk: int, *, perm: str | None = None) -> Inc
     """The incident if the user may see it (else 404) and, when `perm` is given, hold it (else 403)."""
     incident = (
         incidents_visible_to(user)
-        .select_related("incident_type", "commander", "acknowledged_by", "declared_by")
+        .select_related("incident_type", "commander", "acknowledged_by", "declared_by", "playbook_version")
+        .defer("playbook_version__document", "playbook_version__yaml")
         .filter(pk=pk)
         .first()
     )

@@ -24,6 +24,7 @@ from incidents.models import (
     Incident,
     IncidentChecklistItem,
     IncidentType,
+    PlaybookVersion,
     Severity,
     SeverityLevel,
     Status,
@@ -54,11 +55,13 @@ class DeclareDefaults:
     response_minutes: dict[int, int]
     checklists: dict[str, list[str]]
     checks: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> {item text: fact name}
+    playbook_version_id: int | None = None  # the version these were adopted with (None: no version yet)
 
 
 def declare_defaults() -> DeclareDefaults:
     lists = list(Checklist.objects.all())
     return DeclareDefaults(
+        playbook_version_id=PlaybookVersion.objects.order_by("-number").values_list("pk", flat=True).first(),
         response_minutes=dict(SeverityLevel.objects.values_list("level", "response_minutes")),
         checklists={c.kind: list(c.items) for c in lists},
         checks={c.kind: dict(c.checks or {}) for c in lists},
@@ -230,6 +233,7 @@ def _prepare_declaration(
         detected_at=detected_at,
         declared_by=actor if getattr(actor, "pk", None) else None,
         ack_due_at=detected_at + timedelta(minutes=minutes),
+        playbook_version_id=defaults.playbook_version_id,
     )
     data: dict[str, Any] = {
         "type": incident_type.slug,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from incidents import views
+from incidents import playbook_views, views
 
 app_name = "incidents"
 urlpatterns = [
@@ -21,4 +21,10 @@ urlpatterns = [
     path("incidents/<int:pk>/note/", views.add_note, name="note"),
     path("incidents/<int:pk>/checklist/", views.checklist_item, name="checklist"),
     path("incidents/<int:pk>/facts/", views.facts, name="facts"),
+    path("playbook/", playbook_views.current, name="playbook"),
+    path("playbook/review/", playbook_views.review, name="playbook_review"),
+    path("playbook/versions/", playbook_views.versions, name="playbook_versions"),
+    path("playbook/versions/<int:number>/", playbook_views.version, name="playbook_version"),
+    path("playbook/versions/<int:number>/yaml/", playbook_views.version_yaml, name="playbook_version_yaml"),
+    path("playbook/versions/<int:a>/diff/<int:b>/", playbook_views.diff, name="playbook_diff"),
 ]

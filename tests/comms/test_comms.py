@@ -224,14 +224,15 @@ def test_a_drill_is_marked_in_every_message(receiver, responder):
     assert notice.startswith("DRILL · ")
 
 
-def test_admin_refuses_a_template_that_does_not_parse(client):
-    client.force_login(make_user(role="admin", is_staff=True))
-    template = MessageTemplate.objects.get(kind="update")
-    response = client.post(
-        reverse("admin:comms_messagetemplate_change", args=[template.pk]),
-        {"kind": "update", "title": "x", "text": "{% if %}"},
-    )
-    assert response.status_code == 200 and "template does not parse" in response.content.decode()
+def test_a_playbook_version_with_a_template_that_does_not_parse_is_refused():
+    from incidents.playbook import PlaybookError, playbook_adopt, read_playbook
+
+    document = read_playbook()
+    document["communication"]["templates"][2]["text"] = "{% if %}"
+    with pytest.raises(PlaybookError, match=r"communication\.templates\[2\]\.text: template does not parse"):
+        playbook_adopt(document=document, note="broken", actor=None, source="admin")
+    kind = document["communication"]["templates"][2]["kind"]
+    assert "{% if %}" not in MessageTemplate.objects.get(kind=kind).text
 
 
 def test_each_delivery_about_an_incident_is_on_its_timeline(receiver, responder, settings):

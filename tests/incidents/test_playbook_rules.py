@@ -9,6 +9,7 @@ from django.urls import reverse
 from incidents import services
 from incidents.lifecycle import ActionRefused
 from incidents.models import Severity, SeverityLevel, Status
+from incidents.playbook import playbook_adopt, read_playbook
 from tests.incidents.factories import declare, make_user
 
 pytestmark = pytest.mark.django_db
@@ -42,28 +43,24 @@ def test_a_sev1_leaves_triage_without_commander_once_its_level_no_longer_require
     assert incident.status == Status.INVESTIGATING
 
 
-def test_an_admin_edit_of_the_level_changes_the_rule(client, responder):
-    """Through Django admin's own form, as a person would flip it."""
+def test_adopting_a_playbook_version_changes_the_rule(responder):
+    """As a person changes it: a new playbook version where SEV-2 no longer needs a commander."""
+    document = read_playbook()
+    document["severities"][1]["commander_required"] = False
+    playbook_adopt(document=document, note="SEV-2 without commander", actor=None, source="admin")
+    incident = acknowledged(responder, severity=Severity.SEV2)
+    services.incident_change_status(incident=incident, actor=responder, to_status=Status.INVESTIGATING)
+
+
+def test_the_levels_are_read_only_in_admin(client):
     admin = make_user(role="admin", is_staff=True)
     client.force_login(admin)
     level = SeverityLevel.objects.get(level=2)
-    response = client.post(
-        reverse("admin:incidents_severitylevel_change", args=[level.pk]),
-        {
-            "level": "2",
-            "name": level.name,
-            "description": level.description,
-            "response_minutes": str(level.response_minutes),
-            "examples": "\n".join(level.examples),
-            "kill_switch_default": "on",
-            "pre_recovery_required": "on",
-            "monitoring_minutes": "30",
-            # commander_required left unticked
-        },
-    )
-    assert response.status_code == 302, response.content.decode()[:2000]
-    incident = acknowledged(responder, severity=Severity.SEV2)
-    services.incident_change_status(incident=incident, actor=responder, to_status=Status.INVESTIGATING)
+    url = reverse("admin:incidents_severitylevel_change", args=[level.pk])
+    page = client.get(url)
+    assert page.status_code == 200 and b"The playbook is versioned" in page.content
+    client.post(url, {"level": "2", "name": "Changed", "response_minutes": "1"})
+    assert SeverityLevel.objects.get(level=2).name == level.name
 
 
 # --- pre_recovery_required -----------------------------------------------------------------------
