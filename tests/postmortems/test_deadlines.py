@@ -22,7 +22,7 @@ from tests.oncall.factories import rotation
 from tests.postmortems.factories import in_review, resolved
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-PRIVATE_REDIS_DB = 14
+PRIVATE_REDIS_DB = 9
 
 
 def _tech_lead(at: datetime) -> Any:
