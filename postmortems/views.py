@@ -78,7 +78,7 @@ def _detail_context(request: HtmxHttpRequest, pm: PostMortem) -> dict[str, Any]:
         "comments": review.comments_of(pm),
         "signoffs": review.signoffs_of(pm),
         "reviewers": review.reviewers_of(pm),
-        "actions": export.action_items_context(pm, user),
+        "actions": export.action_items_context(pm),
         "can_edit": selectors.may_edit(user, pm),
         "can_assign": selectors.may_assign(user),
         "can_review": review.may_review(user, pm),

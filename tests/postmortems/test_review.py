@@ -119,3 +119,34 @@ def test_the_published_summary_goes_once_to_the_stakeholders_channel():
     services.summary_send(postmortem=pm, actor=pm.author)
     [message] = Message.objects.filter(kind="postmortem_summary")
     assert message.address == "stakeholders" and "Post-mortem of INC-" in message.body
+
+
+def test_the_action_items_show_on_the_postmortem_and_fill_the_exported_table(client):
+    from datetime import date
+
+    from actions.services import action_item_create
+
+    pm = postmortem(1)
+    reviewer, approver = in_review(pm)
+    action_item_create(
+        incident=pm.incident,
+        actor=pm.author,
+        title="Honour Retry-After | in the executor",
+        owner=reviewer,
+        due=date(2026, 4, 1),
+        tracker_url="https://tracker.example.com/ISSUE-7",
+        origin="postmortem",
+    )
+    client.force_login(pm.author)
+    page = client.get(reverse("postmortems:detail", args=[pm.pk])).content.decode()
+    assert 'id="action-items"' in page and "Honour Retry-After" in page
+    review.review_approve(document=pm, actor=approver)
+    review.review_publish(document=pm, actor=approver)
+    text = client.get(reverse("postmortems:export", args=[pm.pk])).content.decode()
+    section = text.split("## Action Items\n", 1)[1].split("\n## ", 1)[0]
+    assert "| Action | Owner | Deadline | Issue |" in section
+    assert (
+        f"| Honour Retry-After \\| in the executor (Open) | @{reviewer.username} | 2026-04-01 | "
+        "https://tracker.example.com/ISSUE-7 |"
+    ) in section
+    assert "filled from them on export" not in text
