@@ -26,8 +26,10 @@ def test_draft_to_published_fills_the_approval_table_and_the_incidents_timeline(
         ("reviewer", reviewer),
         ("approver", approver),
     ]
-    steps = list(pm.incident.events.filter(kind="postmortem").values_list("data__step", flat=True))
-    assert {"created", "assigned", "submitted", "signed_off", "approved", "published"} <= set(steps)
+    steps = list(
+        pm.incident.events.filter(kind="postmortem").order_by("id").values_list("data__step", flat=True)
+    )
+    assert steps == ["assigned", "submitted", "signed_off", "approved", "published"]
     table = export.approval_table(pm)
     assert f"| Approver | {approver.username} |" in table and "✅ r1" in table
 
