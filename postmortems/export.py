@@ -1,34 +1,34 @@
 """The published post-mortem as Markdown in the playbook's template layout, with its Action Items
-table (from the incident's action items, when the actions app is installed) and the approval table
-(from the review's sign-offs)."""
+table (from the incident's action items, the actions app) and the approval table (from the review's
+sign-offs)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from django.apps import apps
+from django.urls import reverse
 from django.utils import timezone
 
+from actions.selectors import action_items_for_incident
 from postmortems import prefill, review
 from postmortems.models import PostMortem, PostMortemRevision
 
 sections_in = prefill.sections_in
 
 
-def action_items(pm: PostMortem) -> list[Any] | None:
-    """The incident's action items, or None while the actions app is not installed."""
-    if not apps.is_installed("actions"):
-        return None
-    selectors = importlib.import_module("actions.selectors")
-    return list(selectors.action_items_for_incident(pm.incident))
+def action_items(pm: PostMortem) -> list[Any]:
+    """The incident's action items (those added from the incident page, the post-mortem or a drill
+    review): the post-mortem's Action Items section."""
+    return action_items_for_incident(pm.incident)
 
 
-def action_items_context(pm: PostMortem, user: Any) -> dict[str, Any] | None:
-    items = action_items(pm)
-    if items is None:
-        return None
-    return {"incident": pm.incident, "items": items, "origin": "postmortem", "next": f"/postmortems/{pm.pk}/"}
+def action_items_context(pm: PostMortem) -> dict[str, Any]:
+    return {
+        "incident": pm.incident,
+        "items": action_items(pm),
+        "origin": "postmortem",
+        "next": reverse("postmortems:detail", args=[pm.pk]),
+    }
 
 
 def _cell(value: Any) -> str:
@@ -38,7 +38,7 @@ def _cell(value: Any) -> str:
 def action_items_table(pm: PostMortem) -> str:
     items = action_items(pm)
     rows = ["| Action | Owner | Deadline | Issue |", "|--------|-------|----------|-------|"]
-    for item in items or []:
+    for item in items:
         owner = f"@{item.owner.get_username()}" if getattr(item, "owner", None) else ""
         due = f"{item.due:%Y-%m-%d}" if getattr(item, "due", None) else ""
         status = item.get_status_display() if hasattr(item, "get_status_display") else ""
@@ -88,8 +88,7 @@ def _replace_section(text: str, name: str, content: str) -> str:
 def markdown_of(pm: PostMortem, *, number: int | None = None) -> str:
     number = number or pm.published_revision or pm.current_revision
     body = PostMortemRevision.objects.get(postmortem=pm, number=number).body.rstrip()
-    if action_items(pm) is not None:
-        body = _replace_section(body, "Action Items", action_items_table(pm)).rstrip()
+    body = _replace_section(body, "Action Items", action_items_table(pm)).rstrip()
     return f"{body}\n\n## Approval\n\n{approval_table(pm)}\n"
 
 

@@ -45,11 +45,13 @@ class PostMortemCollector(Collector):
         now = timezone.now()
         open_ = PostMortem.objects.exclude(status=ReviewStatus.PUBLISHED)
         overdue = GaugeMetricFamily(
-            "cdb_postmortems_overdue", "Post-mortems past their deadline and not yet published."
+            "cdb_console_postmortems_overdue", "Post-mortems past their deadline and not yet published."
         )
         overdue.add_metric([], float(open_.filter(deadline__lt=now).count()))
         yield overdue
-        by_status = GaugeMetricFamily("cdb_postmortems", "Post-mortems by review status.", labels=["status"])
+        by_status = GaugeMetricFamily(
+            "cdb_console_postmortems", "Post-mortems by review status.", labels=["status"]
+        )
         counts = dict.fromkeys(ReviewStatus.values, 0)
         for status in PostMortem.objects.values_list("status", flat=True).order_by():
             counts[status] = counts.get(status, 0) + 1

@@ -185,7 +185,7 @@ def document(
         "Impact": impact_lines(halted_seconds=halted_seconds, orders=orders, exposure=exposure),
         "What Went Well": "- Item 1",
         "What Went Poorly": "- Item 1",
-        "Action Items": "Listed from the incident's action items.",
+        "Action Items": "(The incident's action items: the table is filled from them on export.)",
         "Lessons Learned": "[Key takeaways]",
     }
     head = [

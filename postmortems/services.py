@@ -52,7 +52,7 @@ def _create(incident: Incident, *, actor: User | None, required: bool) -> PostMo
     1. the deadline from the severity's requirement (hours after resolution, or now);
     2. the halted time from the kill-switch audit, the /status snapshot's numbers, the timeline;
     3. the post-mortem and its first revision (the pre-filled template), the author's object
-       permission to edit it, and a timeline row on the incident."""
+       permission to edit it, and, when a person asked for it, a timeline row on the incident."""
     now = timezone.now()
     _, hours = requirement_for(incident.severity)
     start = incident.resolved_at or now
@@ -91,6 +91,10 @@ def _create(incident: Incident, *, actor: User | None, required: bool) -> PostMo
     )
     if author is not None:
         assign_perm("postmortems.change_postmortem", author, postmortem)
+    if actor is None:
+        # Created by the resolution: its status row is the record (the post-mortem panel shows it),
+        # and the resolution stays the incident's latest row.
+        return postmortem
     due = f", due {timezone.localtime(postmortem.deadline):%Y-%m-%d %H:%M}" if postmortem.deadline else ""
     record_event(
         postmortem,

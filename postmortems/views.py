@@ -12,7 +12,6 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -78,7 +77,7 @@ def _detail_context(request: HtmxHttpRequest, pm: PostMortem) -> dict[str, Any]:
         "comments": review.comments_of(pm),
         "signoffs": review.signoffs_of(pm),
         "reviewers": review.reviewers_of(pm),
-        "actions": export.action_items_context(pm, user),
+        "actions": export.action_items_context(pm),
         "can_edit": selectors.may_edit(user, pm),
         "can_assign": selectors.may_assign(user),
         "can_review": review.may_review(user, pm),
@@ -361,7 +360,3 @@ def postmortem_send_summary(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Summary queued for #{channel}.")
     return _back(pm)
-
-
-def detail_url(pm: PostMortem) -> str:
-    return reverse("postmortems:detail", args=[pm.pk])

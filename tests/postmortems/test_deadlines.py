@@ -22,7 +22,7 @@ from tests.oncall.factories import rotation
 from tests.postmortems.factories import in_review, resolved
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-PRIVATE_REDIS_DB = 14
+PRIVATE_REDIS_DB = 9
 
 
 def _tech_lead(at: datetime) -> Any:
@@ -86,12 +86,12 @@ def test_overdue_shows_on_home_and_in_metrics_until_published(client, settings):
     settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     with time_machine.travel(T0 + timedelta(hours=50), tick=False):
         assert [n.link for n in notices.notices_for(viewer)] == [reverse("postmortems:detail", args=[pm.pk])]
-        assert "cdb_postmortems_overdue 1.0" in client.get("/metrics").content.decode()
+        assert "cdb_console_postmortems_overdue 1.0" in client.get("/metrics").content.decode()
         _, approver = in_review(pm)
         review.review_approve(document=pm, actor=approver)
         review.review_publish(document=pm, actor=approver)
         assert notices.notices_for(viewer) == []
-        assert "cdb_postmortems_overdue 0.0" in client.get("/metrics").content.decode()
+        assert "cdb_console_postmortems_overdue 0.0" in client.get("/metrics").content.decode()
 
 
 @pytest.mark.django_db

@@ -26,8 +26,10 @@ def test_draft_to_published_fills_the_approval_table_and_the_incidents_timeline(
         ("reviewer", reviewer),
         ("approver", approver),
     ]
-    steps = list(pm.incident.events.filter(kind="postmortem").values_list("data__step", flat=True))
-    assert {"created", "assigned", "submitted", "signed_off", "approved", "published"} <= set(steps)
+    steps = list(
+        pm.incident.events.filter(kind="postmortem").order_by("id").values_list("data__step", flat=True)
+    )
+    assert steps == ["assigned", "submitted", "signed_off", "approved", "published"]
     table = export.approval_table(pm)
     assert f"| Approver | {approver.username} |" in table and "✅ r1" in table
 
@@ -119,3 +121,34 @@ def test_the_published_summary_goes_once_to_the_stakeholders_channel():
     services.summary_send(postmortem=pm, actor=pm.author)
     [message] = Message.objects.filter(kind="postmortem_summary")
     assert message.address == "stakeholders" and "Post-mortem of INC-" in message.body
+
+
+def test_the_action_items_show_on_the_postmortem_and_fill_the_exported_table(client):
+    from datetime import date
+
+    from actions.services import action_item_create
+
+    pm = postmortem(1)
+    reviewer, approver = in_review(pm)
+    action_item_create(
+        incident=pm.incident,
+        actor=pm.author,
+        title="Honour Retry-After | in the executor",
+        owner=reviewer,
+        due=date(2026, 4, 1),
+        tracker_url="https://tracker.example.com/ISSUE-7",
+        origin="postmortem",
+    )
+    client.force_login(pm.author)
+    page = client.get(reverse("postmortems:detail", args=[pm.pk])).content.decode()
+    assert 'id="action-items"' in page and "Honour Retry-After" in page
+    review.review_approve(document=pm, actor=approver)
+    review.review_publish(document=pm, actor=approver)
+    text = client.get(reverse("postmortems:export", args=[pm.pk])).content.decode()
+    section = text.split("## Action Items\n", 1)[1].split("\n## ", 1)[0]
+    assert "| Action | Owner | Deadline | Issue |" in section
+    assert (
+        f"| Honour Retry-After \\| in the executor (Open) | @{reviewer.username} | 2026-04-01 | "
+        "https://tracker.example.com/ISSUE-7 |"
+    ) in section
+    assert "filled from them on export" not in text
