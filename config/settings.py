@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "oncall",
     "comms",
     "escalation",
+    "drills",
 ]
 
 MIDDLEWARE = [
@@ -416,5 +417,21 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "escalation.tasks.escalate",
         "schedule": ESCALATION_SWEEP_SECONDS,
         "options": {"expires": ESCALATION_SWEEP_SECONDS * 2},
+    },
+}
+
+# Drills (playbook section 9): occurrences generated a year ahead from each type's RRULE, and the
+# announcement sweep (24 hours before each drill).
+DRILL_ANNOUNCE_HOURS = env.int("DRILL_ANNOUNCE_HOURS", default=24)
+CELERY_BEAT_SCHEDULE |= {
+    "drills-generate": {
+        "task": "drills.tasks.generate_drills",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
+    "drills-announce": {
+        "task": "drills.tasks.announce_drills",
+        "schedule": 60.0,
+        "options": {"expires": 120},
     },
 }
