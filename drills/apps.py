@@ -26,7 +26,16 @@ class DrillsConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        from drills import playbook
+        from console import notices
+        from drills import calendar, metrics, playbook, services
+        from drills import notices as drill_notices
+        from escalation.services import provide_drill_participants
+        from incidents import timeline
         from incidents.playbook import register_section
 
         register_section("drills", playbook.load)
+        timeline.register_kind(services.TIMELINE_KIND, "Drill")
+        provide_drill_participants(services.participants_of_incident)
+        calendar.register_source()
+        notices.register("drills-overdue", drill_notices.overdue)
+        metrics.register()

@@ -162,3 +162,154 @@ def _announce(pk: int, now: datetime) -> bool:
         )
     notify.messages_enqueue(outgoing, now=now)
     return True
+
+
+# --- Running a drill ------------------------------------------------------------------------------
+
+TIMELINE_KIND = "drill"
+
+
+def _alerts(drill: Drill, now: datetime) -> list[Any]:
+    """The scenario's signals as the alerts a webhook would deliver, marked as the drill's: source
+    "drill", a `drill` label, and a grouping key of this drill's own."""
+    from detection.services import DRILL_LABEL, AlertInput, severity_from_label
+
+    scenario = drill.drill_type.scenario
+    alerts = []
+    for i, signal in enumerate(scenario.get("signals", [])):
+        name, service = str(signal["alertname"]), str(signal.get("service", ""))
+        alerts.append(
+            AlertInput(
+                source="drill",
+                fingerprint=f"drill-{drill.pk}-{i}",
+                status="firing",
+                starts_at=now,
+                severity=severity_from_label(signal.get("severity", "critical")),
+                title=f"DRILL: {name}" + (f" on {service}" if service else ""),
+                summary=f"Simulated by the {drill.drill_type.name} drill #{drill.pk}.",
+                group_key=f"drill:{drill.pk}:{name}:{service}",
+                labels={"alertname": name, "service": service, DRILL_LABEL: str(drill.pk)},
+                component=service,
+                incident_type=str(scenario.get("incident_type", "")),
+            )
+        )
+    return alerts
+
+
+@transaction.atomic
+def drill_start(*, drill: Drill, actor: User, now: datetime | None = None) -> Drill:
+    """Start a drill: its scenario's alerts go through the real detection path, which opens the
+    drill's incident (marked DRILL: left out of real metrics, paging the drill's participants).
+
+    1. Lock the drill; only an upcoming one starts (a second click changes nothing).
+    2. Ingest the scenario's alerts (signals_ingest, as the console's detectors do): routing opens a
+       drill incident for the drill's own grouping key. A scenario without alerts declares the drill
+       incident directly.
+    3. Link the incident, mark the drill running, and write the drill's timeline row.
+    """
+    from detection.models import SignalGroup
+    from detection.services import signals_ingest
+    from incidents import services as incident_services
+    from incidents.models import IncidentType
+
+    _require(actor, "drills.run_drill", "Running drills needs the responder role.")
+    drill = _locked(drill)
+    if drill.status == Status.RUNNING:
+        return drill
+    if drill.status not in UPCOMING:
+        raise DrillRefused(f"This drill is {drill.get_status_display().lower()}: it cannot start.")
+    now = now or timezone.now()
+    scenario = drill.drill_type.scenario
+    alerts = _alerts(drill, now)
+    if alerts:
+        signals_ingest(alerts, received_at=now)
+        group = SignalGroup.objects.select_related("incident").get(key=alerts[0].group_key)
+        incident = group.incident
+        if incident is None or not incident.is_drill:
+            raise DrillRefused("The drill's alert did not open a drill incident; nothing was started.")
+    else:
+        incident = incident_services.incident_declare(
+            actor=actor,
+            title=f"DRILL: {scenario.get('title') or drill.drill_type.name}",
+            incident_type=IncidentType.objects.get(slug=scenario.get("incident_type", "other")),
+            severity=int(scenario.get("severity", 2)),
+            is_drill=True,
+            detected_at=now,
+        )
+    drill.incident = incident
+    drill.status = Status.RUNNING
+    drill.started_at = now
+    drill.started_by = actor
+    drill.save(update_fields=["incident", "status", "started_at", "started_by"])
+    incident_services.incident_record_event(
+        kind=TIMELINE_KIND,
+        incident=incident,
+        actor=actor,
+        message=f"Drill started: {drill.drill_type.name}. {scenario.get('title', '')}".strip(),
+        data={"drill": drill.pk, "event": "started"},
+    )
+    return drill
+
+
+def participants_of_incident(incident: Any) -> list[User]:
+    """Whom a drill incident pages instead of the rota (escalation's drill provider)."""
+    drill = Drill.objects.filter(incident=incident).select_related("drill_type").first()
+    if drill is None:
+        return []
+    return list(drill.drill_type.participants.filter(is_active=True).order_by("username"))
+
+
+# --- The review ---------------------------------------------------------------------------------
+
+
+def can_review(actor: Any, drill: Drill) -> bool:
+    """Leads and admins, and the owner of the drill's type."""
+    return bool(actor.has_perm("drills.review_drill") or (actor.pk and drill.drill_type.owner_id == actor.pk))
+
+
+@transaction.atomic
+def drill_review(
+    *,
+    drill: Drill,
+    actor: User,
+    findings: str,
+    playbook_proposal: str = "",
+    playbook_proposal_url: str = "",
+    complete: bool = False,
+) -> Drill:
+    """Save the review; completing it takes the measured times' snapshot and makes it the type's
+    last run."""
+    from drills import measures
+
+    if not can_review(actor, drill):
+        raise PermissionDenied("Reviewing a drill needs the lead role or owning its type.")
+    drill = _locked(drill)
+    if drill.status not in (Status.RUNNING, Status.COMPLETED):
+        raise DrillRefused("Only a drill that ran can be reviewed.")
+    drill.findings = findings
+    drill.playbook_proposal = playbook_proposal
+    drill.playbook_proposal_url = playbook_proposal_url
+    drill.reviewed_by = actor
+    fields = ["findings", "playbook_proposal", "playbook_proposal_url", "reviewed_by"]
+    if complete and drill.status == Status.RUNNING:
+        drill.measured = measures.measure(drill)
+        drill.status = Status.COMPLETED
+        drill.completed_at = timezone.now()
+        fields += ["measured", "status", "completed_at"]
+        if drill.incident is not None:
+            from incidents import services as incident_services
+
+            incident_services.incident_record_event(
+                kind=TIMELINE_KIND,
+                incident=drill.incident,
+                actor=actor,
+                message=f"Drill reviewed and completed: {drill.drill_type.name}",
+                data={"drill": drill.pk, "event": "completed"},
+            )
+    drill.save(update_fields=fields)
+    return drill
+
+
+def action_items_panel(drill: Drill) -> dict[str, Any] | None:
+    """The action items of the drill's incident (origin "drill"), when the actions app is installed."""
+    return None

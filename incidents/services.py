@@ -150,6 +150,7 @@ class Declaration:
     affected_components: list[str]
     detected_at: datetime
     signals: list[tuple[str, dict[str, Any]]]
+    is_drill: bool = False  # a drill's simulated alert opens a drill incident
 
 
 @transaction.atomic
@@ -172,7 +173,7 @@ def incidents_declare(
             detected_at=d.detected_at,
             decision_answers=None,
             severity_reason="",
-            is_drill=False,
+            is_drill=d.is_drill,
             defaults=defaults,
             now=now,
         )
