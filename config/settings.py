@@ -423,6 +423,7 @@ CELERY_BEAT_SCHEDULE |= {
 # Drills (playbook section 9): occurrences generated a year ahead from each type's RRULE, and the
 # announcement sweep (24 hours before each drill).
 DRILL_ANNOUNCE_HOURS = env.int("DRILL_ANNOUNCE_HOURS", default=24)
+DRILL_ANNOUNCE_SECONDS = env.float("DRILL_ANNOUNCE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE |= {
     "drills-generate": {
         "task": "drills.tasks.generate_drills",
@@ -431,7 +432,7 @@ CELERY_BEAT_SCHEDULE |= {
     },
     "drills-announce": {
         "task": "drills.tasks.announce_drills",
-        "schedule": 60.0,
-        "options": {"expires": 120},
+        "schedule": DRILL_ANNOUNCE_SECONDS,
+        "options": {"expires": DRILL_ANNOUNCE_SECONDS * 2},
     },
 }
