@@ -68,7 +68,7 @@ class IngestResult:
 
 # Signals routed per transaction: big enough to amortise a burst, small enough to keep locks short.
 ROUTE_BATCH = 500
-DRILL_LABEL = "drill"
+DRILL_SOURCE = DRILL_LABEL = "drill"
 ROUTER = "alert routing"  # the Heartbeat row that serialises routers and shows when routing last ran
 WAKE_INTERVAL = 0.25  # seconds: a web process wakes the router at most this often (see _RouterWaker)
 
@@ -224,9 +224,10 @@ def _opening(alerts: list[Signal] | deque[Signal]) -> list[Signal]:
 
 
 def is_drill_signal(signal: Signal) -> bool:
-    """A drill's simulated alert (the drills app labels it `drill`): it opens a drill incident, and
-    its grouping key (drill:<drill id>:…) is one no real alert has, so it never joins a real one."""
-    return bool(signal.labels.get(DRILL_LABEL)) or signal.group_key.startswith("drill:")
+    """A drill's simulated alert: source "drill" and a grouping key "drill:<drill id>:…", which only
+    the console's drills write (webhooks' keys start with their own source), so it opens a drill
+    incident and never joins a real one. A label cannot make an alert a drill: a webhook sets labels."""
+    return signal.source == DRILL_SOURCE and signal.group_key.startswith(f"{DRILL_SOURCE}:")
 
 
 def _declaration(opening: list[Signal], now: datetime, batch: _Batch) -> incident_services.Declaration:

@@ -172,7 +172,7 @@ TIMELINE_KIND = "drill"
 def _alerts(drill: Drill, now: datetime) -> list[Any]:
     """The scenario's signals as the alerts a webhook would deliver, marked as the drill's: source
     "drill", a `drill` label, and a grouping key of this drill's own."""
-    from detection.services import DRILL_LABEL, AlertInput, severity_from_label
+    from detection.services import DRILL_LABEL, DRILL_SOURCE, AlertInput, severity_from_label
 
     scenario = drill.drill_type.scenario
     alerts = []
@@ -180,14 +180,14 @@ def _alerts(drill: Drill, now: datetime) -> list[Any]:
         name, service = str(signal["alertname"]), str(signal.get("service", ""))
         alerts.append(
             AlertInput(
-                source="drill",
+                source=DRILL_SOURCE,
                 fingerprint=f"drill-{drill.pk}-{i}",
                 status="firing",
                 starts_at=now,
                 severity=severity_from_label(signal.get("severity", "critical")),
                 title=f"DRILL: {name}" + (f" on {service}" if service else ""),
                 summary=f"Simulated by the {drill.drill_type.name} drill #{drill.pk}.",
-                group_key=f"drill:{drill.pk}:{name}:{service}",
+                group_key=f"{DRILL_SOURCE}:{drill.pk}:{name}:{service}",
                 labels={"alertname": name, "service": service, DRILL_LABEL: str(drill.pk)},
                 component=service,
                 incident_type=str(scenario.get("incident_type", "")),
