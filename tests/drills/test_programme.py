@@ -127,3 +127,24 @@ def test_a_completed_run_restarts_the_overdue_clock_and_a_cancelled_one_does_not
         assert (row.overdue, row.last_run) == (False, ran)
     with time_machine.travel(ran + kind.period + timedelta(days=7, minutes=1), tick=False):
         assert next(r for r in selectors.programme() if r.drill_type == kind).overdue
+
+
+def test_seed_demo_brings_the_programme_and_a_past_completed_drill(settings, tmp_path, ks_files):
+    from django.core.management import call_command
+
+    from incidents.management.commands import seed_demo
+
+    seed_demo.CREDENTIALS_FILE = tmp_path / "demo-credentials.txt"
+    settings.DEBUG = True
+    call_command("seed_demo", "--no-incidents")
+    call_command("seed_demo", "--no-incidents")  # a second run adds nothing
+    rows = {row.drill_type.slug: row for row in selectors.programme()}
+    assert all(row.next_scheduled for row in rows.values())
+    assert rows["kill-switch-test"].last_run is not None and not rows["kill-switch-test"].overdue
+    assert Drill.objects.filter(status=Status.COMPLETED).count() == 1
+    assert set(
+        DrillType.objects.get(slug="failover-test").participants.values_list("username", flat=True)
+    ) == {
+        "demo-lead",
+        "demo-responder",
+    }
