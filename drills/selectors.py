@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Max, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from drills.models import UPCOMING, Drill, DrillType, Status
@@ -31,7 +31,10 @@ def programme(*, now: datetime | None = None) -> list[ProgrammeRow]:
     the series' first occurrence when it never ran."""
     now = now or timezone.now()
     kinds = list(
-        DrillType.objects.filter(enabled=True).annotate(
+        DrillType.objects.filter(enabled=True)
+        .select_related("owner")
+        .annotate(
+            participant_count=Count("participants", distinct=True),
             last_run=Max("drills__started_at", filter=Q(drills__status=Status.COMPLETED)),
             next_at=Min(
                 "drills__scheduled_for", filter=Q(drills__status__in=UPCOMING, drills__scheduled_for__gte=now)
