@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "oncall",
     "comms",
     "escalation",
+    "actions",
     "drills",
 ]
 
@@ -417,6 +418,16 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "escalation.tasks.escalate",
         "schedule": ESCALATION_SWEEP_SECONDS,
         "options": {"expires": ESCALATION_SWEEP_SECONDS * 2},
+    },
+}
+
+# Action items (actions/): how often beat reminds owners of overdue items (once per due date each).
+ACTION_ITEMS_REMIND_SECONDS = env.float("ACTION_ITEMS_REMIND_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE |= {
+    "actions-remind-overdue": {
+        "task": "actions.tasks.remind_overdue",
+        "schedule": ACTION_ITEMS_REMIND_SECONDS,
+        "options": {"expires": ACTION_ITEMS_REMIND_SECONDS * 2},
     },
 }
 

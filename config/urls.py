@@ -19,6 +19,7 @@ urlpatterns = [
     path("console/", include("console.urls")),
     path("", include("notify.urls")),
     path("oncall/", include("oncall.urls")),
+    path("actions/", include("actions.urls")),
     path("drills/", include("drills.urls")),
     path("", include("comms.urls")),
     path("", include("incidents.urls")),

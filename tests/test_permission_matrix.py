@@ -208,6 +208,16 @@ ROWS = [
     Row("console:second_factor", "post", roles(**dict.fromkeys(PERSONAS[1:], 422)), data=lambda c: {}),
     Row("console:second_factor_remove", "post", EVERYONE, data=lambda c: {}),
     Row("console:second_factor_remove", "get", POST_ONLY, label="get"),
+    # Action items: everyone keeps their own list; every role reads them all; responders, leads and
+    # admins add and edit (the owner may always move their own item's status: tests/actions).
+    Row("actions:mine", "get", EVERYONE),
+    Row("actions:index", "get", KS_VIEW),
+    Row("actions:create", "post", ACT, args=lambda c: [c.incident.pk], data=lambda c: {"title": "Follow up"}),
+    Row("actions:create", "get", POST_ONLY, label="get", args=lambda c: [c.incident.pk]),
+    Row("actions:edit", "get", ACT, args=lambda c: [c.item.pk]),
+    Row("actions:edit", "post", ACT, args=lambda c: [c.item.pk], data=lambda c: {"title": "Renamed"}),
+    Row("actions:status", "post", ACT, args=lambda c: [c.item.pk], data=lambda c: {"status": "done"}),
+    Row("actions:status", "get", POST_ONLY, label="get", args=lambda c: [c.item.pk]),
     Row("logout", "post", dict.fromkeys(PERSONAS, LOGIN)),  # logging out always ends on the login page
 ]
 
@@ -286,6 +296,7 @@ class Context:
     override: Any = None
     feed: Any = None
     drill: Any = None
+    item: Any = None
 
     def __getattr__(self, name: str) -> Any:  # rows written for an incident read its attributes
         return getattr(self.incident, name)
@@ -331,6 +342,10 @@ def test_matrix(client, ks_files, row: Row, persona: str):
             status=Status.RUNNING if running else Status.SCHEDULED,
             started_at=timezone.now() if running else None,
         )
+    if row.name.startswith("actions:"):
+        from actions.services import action_item_create
+
+        context.item = action_item_create(incident=incident, actor=owner, title="Matrix item", owner=owner)
     user = _persona(persona, incident)
     incident.refresh_from_db()
     if user is not None:

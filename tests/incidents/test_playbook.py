@@ -76,3 +76,6 @@ def test_seed_demo_creates_one_user_per_role_and_prints_passwords_once(capsys, s
     from incidents.models import Incident
 
     assert Incident.objects.count() == 3
+    from actions.models import ActionItem
+
+    assert ActionItem.objects.filter(owner__username="demo-responder", incident__status="closed").count() == 1

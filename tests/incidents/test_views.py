@@ -288,7 +288,7 @@ class TestLivePage:
         client.get(url("detail", incident))
         for i in range(30):
             services.incident_add_note(incident=incident, actor=responder, text=f"note {i}")
-        with django_assert_max_num_queries(25) as ctx:
+        with django_assert_max_num_queries(27) as ctx:
             client.get(url("detail", incident))
         small = len(ctx.captured_queries)
         for i in range(30):

@@ -158,6 +158,27 @@ class Command(BaseCommand):
                     "exactly its one role."
                 )
 
+    def _action_items(self, incident: Incident, responder: Any, lead: Any) -> None:
+        """Follow-ups of the closed demo incident: one overdue (the home page's notice), one open."""
+        from actions.services import action_item_create
+
+        today = timezone.localdate()
+        action_item_create(
+            incident=incident,
+            actor=lead,
+            title="Alert when a Grafana datasource stops answering",
+            owner=responder,
+            due=today - timedelta(days=2),
+        )
+        action_item_create(
+            incident=incident,
+            actor=lead,
+            title="Document the dashboard restart in the runbook",
+            owner=lead,
+            due=today + timedelta(days=12),
+            tracker_url="https://tracker.example/CDB-101",
+        )
+
     def _incidents(self) -> None:
         User = get_user_model()
         responder = User.objects.get(username="demo-responder")
@@ -197,5 +218,6 @@ class Command(BaseCommand):
         services.incident_acknowledge(incident=old, actor=responder)
         services.incident_change_status(incident=old, actor=responder, to_status=Status.RESOLVED)
         services.incident_change_status(incident=old, actor=responder, to_status=Status.CLOSED)
+        self._action_items(old, responder, lead)
         refs = ", ".join(f"INC-{pk}" for pk in Incident.objects.order_by("pk").values_list("pk", flat=True))
         self.stdout.write(f"Demo incidents created: {refs}.")
