@@ -312,18 +312,16 @@ def drill_review(
 
 def action_items_panel(drill: Drill) -> dict[str, Any] | None:
     """The review's action items: those of the drill's incident, where items added from the review
-    go (origin "drill"); None while the actions app is not installed or the drill has no incident."""
-    from django.apps import apps
+    go (origin "drill"); None for a drill that never ran."""
     from django.urls import reverse
 
-    if drill.incident is None or not apps.is_installed("actions"):
-        return None
-    from importlib import import_module
+    from actions.selectors import action_items_for_incident
 
-    selectors = import_module("actions.selectors")
+    if drill.incident is None:
+        return None
     return {
         "incident": drill.incident,
-        "items": selectors.action_items_for_incident(drill.incident),
+        "items": action_items_for_incident(drill.incident),
         "next": reverse("drills:review", args=[drill.pk]),
         "origin": "drill",
     }

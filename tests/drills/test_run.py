@@ -193,3 +193,26 @@ def test_drill_pages_say_drill(client):
     incident_page = client.get(reverse("incidents:detail", args=[started.incident.pk])).content.decode()
     assert ">DRILL<" in incident_page
     assert ">DRILL</span>" in client.get(reverse("drills:detail", args=[started.pk])).content.decode()
+
+
+def test_an_action_item_added_from_the_review_goes_on_the_drill_incident_marked_drill(client):
+    from actions.models import ActionItem
+
+    with time_machine.travel(NOW, tick=False):
+        started = services.drill_start(
+            drill=drill(drill_type("failover-test")), actor=make_user(role="responder")
+        )
+    lead = make_user(role="lead")
+    client.force_login(lead)
+    review = reverse("drills:review", args=[started.pk])
+    page = client.get(review).content.decode()
+    assert 'id="action-items"' in page and 'name="origin" value="drill"' in page
+    assert started.incident is not None
+    response = client.post(
+        reverse("actions:create", args=[started.incident.pk]),
+        {"title": "Automate the failover check", "origin": "drill", "next": review, "owner": lead.pk},
+    )
+    assert response.status_code == 302 and response.url == review
+    item = ActionItem.objects.get()
+    assert (item.incident_id, item.origin, item.owner) == (started.incident.pk, "drill", lead)
+    assert "Automate the failover check" in client.get(review).content.decode()
