@@ -72,6 +72,7 @@ bench: build services
 	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/ingest.py
 	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/escalation.py
 	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/postmortems.py
+	$(TEST_SECRETS) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) bench/drills.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor var staticfiles

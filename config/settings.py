@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "escalation",
     "actions",
     "postmortems",
+    "drills",
 ]
 
 MIDDLEWARE = [
@@ -450,5 +451,22 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "comms.tasks.remind_playbook_review",
         "schedule": PLAYBOOK_REVIEW_SWEEP_SECONDS,
         "options": {"expires": PLAYBOOK_REVIEW_SWEEP_SECONDS},
+    },
+}
+
+# Drills (playbook section 9): occurrences generated a year ahead from each type's RRULE, and the
+# announcement sweep (24 hours before each drill).
+DRILL_ANNOUNCE_HOURS = env.int("DRILL_ANNOUNCE_HOURS", default=24)
+DRILL_ANNOUNCE_SECONDS = env.float("DRILL_ANNOUNCE_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE |= {
+    "drills-generate": {
+        "task": "drills.tasks.generate_drills",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
+    "drills-announce": {
+        "task": "drills.tasks.announce_drills",
+        "schedule": DRILL_ANNOUNCE_SECONDS,
+        "options": {"expires": DRILL_ANNOUNCE_SECONDS * 2},
     },
 }

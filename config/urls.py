@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("notify.urls")),
     path("oncall/", include("oncall.urls")),
     path("actions/", include("actions.urls")),
+    path("drills/", include("drills.urls")),
     path("", include("comms.urls")),
     path("", include("postmortems.urls")),
     path("", include("incidents.urls")),

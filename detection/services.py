@@ -68,6 +68,7 @@ class IngestResult:
 
 # Signals routed per transaction: big enough to amortise a burst, small enough to keep locks short.
 ROUTE_BATCH = 500
+DRILL_SOURCE = DRILL_LABEL = "drill"
 ROUTER = "alert routing"  # the Heartbeat row that serialises routers and shows when routing last ran
 WAKE_INTERVAL = 0.25  # seconds: a web process wakes the router at most this often (see _RouterWaker)
 
@@ -222,9 +223,17 @@ def _opening(alerts: list[Signal] | deque[Signal]) -> list[Signal]:
     return opening
 
 
+def is_drill_signal(signal: Signal) -> bool:
+    """A drill's simulated alert: source "drill" and a grouping key "drill:<drill id>:…", which only
+    the console's drills write (webhooks' keys start with their own source), so it opens a drill
+    incident and never joins a real one. A label cannot make an alert a drill: a webhook sets labels."""
+    return signal.source == DRILL_SOURCE and signal.group_key.startswith(f"{DRILL_SOURCE}:")
+
+
 def _declaration(opening: list[Signal], now: datetime, batch: _Batch) -> incident_services.Declaration:
     first = opening[0]
     return incident_services.Declaration(
+        is_drill=is_drill_signal(first),
         incident_type=batch.type_for(first),
         title=first.title[:200] or "Alert",
         severity=first.severity,
@@ -404,6 +413,7 @@ def _route_group(
             affected_components=declaration.affected_components,
             detected_at=declaration.detected_at,
             signals=declaration.signals,
+            is_drill=declaration.is_drill,
         )
         group.incident = incident
         group.save(update_fields=["incident"])

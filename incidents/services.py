@@ -153,6 +153,7 @@ class Declaration:
     affected_components: list[str]
     detected_at: datetime
     signals: list[tuple[str, dict[str, Any]]]
+    is_drill: bool = False  # a drill's simulated alert opens a drill incident
 
 
 @transaction.atomic
@@ -175,7 +176,7 @@ def incidents_declare(
             detected_at=d.detected_at,
             decision_answers=None,
             severity_reason="",
-            is_drill=False,
+            is_drill=d.is_drill,
             defaults=defaults,
             now=now,
         )

@@ -187,6 +187,26 @@ ROWS = [
         data=lambda c: {},
     ),
     Row("oncall:ics", "get", dict.fromkeys(PERSONAS, 404), args=lambda c: ["unknown-token"]),
+    # Drills: everyone with a role reads; responders start them; leads schedule, move, cancel, review.
+    Row("drills:index", "get", KS_VIEW),
+    Row("drills:calendar", "get", KS_VIEW),
+    Row("drills:feed_link", "get", KS_VIEW),
+    Row("drills:feed_link", "post", KS_VIEW, data=lambda c: {}),
+    Row("drills:ics", "get", dict.fromkeys(PERSONAS, 404), args=lambda c: ["unknown-token"]),
+    Row("drills:new", "get", KS_LEAD),
+    Row("drills:new", "post", KS_LEAD, data=lambda c: _drill_form()),
+    Row("drills:detail", "get", SEE, args=lambda c: [c.drill.pk]),
+    Row(
+        "drills:move",
+        "post",
+        OVERRIDE,
+        args=lambda c: [c.drill.pk],
+        data=lambda c: {"scheduled_for": "2099-01-02T10:00"},
+    ),
+    Row("drills:cancel", "post", OVERRIDE, args=lambda c: [c.drill.pk], data=lambda c: {"reason": "matrix"}),
+    Row("drills:start", "post", ACT, args=lambda c: [c.drill.pk], data=lambda c: {}),
+    Row("drills:review", "get", SEE, args=lambda c: [c.drill.pk]),
+    Row("drills:review", "post", OVERRIDE, args=lambda c: [c.drill.pk], data=lambda c: {"findings": "ok"}),
     # Composing messages: whoever may act on the incident (its commander included).
     Row("comms:preview", "post", ACT, data=lambda c: {"kind": "update", "progress": "looking"}),
     Row("comms:send", "post", ACT, data=lambda c: {"kind": "update", "title": "t", "text": "Still on it"}),
@@ -264,6 +284,12 @@ def _rotation_form() -> dict[str, Any]:
     }
 
 
+def _drill_form() -> dict[str, Any]:
+    from drills.models import DrillType
+
+    return {"drill_type": DrillType.objects.get(slug="failover-test").pk, "scheduled_for": "2099-03-04T10:00"}
+
+
 def _override_form(c: Any) -> dict[str, Any]:
     return {
         "rotation": c.rotation.pk,
@@ -317,6 +343,7 @@ class Context:
     rotation: Any = None
     override: Any = None
     feed: Any = None
+    drill: Any = None
     item: Any = None
     postmortem: Any = None
     comment: Any = None
@@ -355,6 +382,16 @@ def test_matrix(client, ks_files, row: Row, persona: str):
             actor=owner,
         )
         context.feed, _ = oncall.calendar_feed_create(user=owner)
+    if row.name.startswith("drills:"):
+        from drills.models import Status
+        from tests.drills.factories import drill
+
+        running = row.name == "drills:review"
+        context.drill = drill(
+            at=timezone.now() + timedelta(days=3),
+            status=Status.RUNNING if running else Status.SCHEDULED,
+            started_at=timezone.now() if running else None,
+        )
     if row.name.startswith("actions:"):
         from actions.services import action_item_create
 

@@ -52,6 +52,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Demo users exist; their passwords are in {CREDENTIALS_FILE}.")
         self._rota()
+        self._drills()
         if not options["no_incidents"] and not Incident.objects.exists():
             self._incidents()
         self._killswitch_files()
@@ -84,6 +85,37 @@ class Command(BaseCommand):
                 shift_hours=168,
                 members=[User.objects.get(username=username)],
             )
+
+    def _drills(self) -> None:
+        """The drill programme a year ahead, the lead owning it with the responder taking part, and
+        one past kill-switch test completed and reviewed (so the table has a last run)."""
+        from drills import services as drills
+        from drills.models import Drill, DrillType, Status
+
+        User = get_user_model()
+        lead, responder = User.objects.get(username="demo-lead"), User.objects.get(username="demo-responder")
+        for kind in DrillType.objects.filter(owner__isnull=True):
+            kind.owner = lead
+            kind.save(update_fields=["owner"])
+            kind.participants.add(lead, responder)
+        made = drills.drills_generate()
+        kind = DrillType.objects.get(slug="kill-switch-test")
+        if not Drill.objects.filter(drill_type=kind, status=Status.COMPLETED).exists():
+            at = (timezone.now() - timedelta(days=20)).replace(hour=10, minute=0, second=0, microsecond=0)
+            Drill.objects.create(
+                drill_type=kind,
+                original_at=at,
+                scheduled_for=at,
+                status=Status.COMPLETED,
+                started_at=at,
+                completed_at=at + timedelta(hours=1),
+                reviewed_by=lead,
+                measured={"acknowledge": 140, "halt": 410, "confirmed_halt": 412, "approved_resume": 1950},
+                findings="Halt within target; the resume approval waited for a second lead (1950 s, target "
+                "1800 s).",
+                playbook_proposal="Name a standing second approver for kill-switch resumes during drills.",
+            )
+        self.stdout.write(f"Drills: {made} new occurrences generated.")
 
     def _killswitch_files(self) -> None:
         """Demo targets are local state files: start them as CDB's deactivate would leave them."""
