@@ -14,6 +14,10 @@ def _context(incident: Incident, user: Any) -> dict[str, Any]:
     from incidents.selectors import user_can
     from postmortems import selectors, services
 
+    if incident.status not in (Status.RESOLVED, Status.CLOSED):
+        # No query while the incident is open (the live page's budget): a post-mortem is written
+        # once it resolves, and one kept through a reopen shows again then.
+        return {"postmortem": None, "open": True, "incident": incident}
     pm = selectors.for_incident(incident.pk)
     required, hours = services.requirement_for(incident.severity)
     can_request = (

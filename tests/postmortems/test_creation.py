@@ -167,3 +167,14 @@ def test_a_security_incident_gets_the_detailed_report_sections():
 def test_the_generated_timeline_is_kept_apart_from_the_editable_document():
     pm = resolved(1).postmortem
     assert pm.generated_timeline.startswith("- ") and pm.generated_timeline in pm.revisions.get().body
+
+
+def test_the_incident_page_offers_an_optional_postmortem_and_links_a_made_one(client):
+    sev3 = resolved(3)
+    client.force_login(sev3.commander)
+    page = client.get(f"/incidents/{sev3.pk}/").content.decode()
+    assert 'id="incident-postmortem"' in page and "Write a post-mortem" in page
+    pm = resolved(1).postmortem
+    client.force_login(pm.author)
+    page = client.get(f"/incidents/{pm.incident_id}/").content.decode()
+    assert f'href="/postmortems/{pm.pk}/"' in page
