@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.db.models import Count, Min, Prefetch
 from django.utils import timezone
 
-from console.selectors import Job, age_since, liveness
+from console.selectors import Job, Liveness, age_since, liveness
 from detection.models import Health, HealthResult, MonitoredService, PrometheusRule, Signal
 from detection.services import safe_links
 
@@ -160,6 +160,7 @@ class Board:
     waiting: int = 0  # stored signals not yet routed into incidents (a worker is behind or stopped)
     waiting_age: str = ""
     failing_jobs: tuple[Job, ...] = ()  # periodic jobs whose latest run failed (console Heartbeats)
+    liveness: Liveness | None = None  # read once: the page's top bar shows it too
 
 
 def board(*, now: datetime | None = None) -> Board:
@@ -188,6 +189,7 @@ def board(*, now: datetime | None = None) -> Board:
     rules = [
         RuleRow(rule=r, evaluated_age=_age(r.last_evaluated_at, now)) for r in PrometheusRule.objects.all()
     ]
+    live = liveness(now=now)
     waiting = Signal.objects.filter(routed_at__isnull=True).aggregate(
         n=Count("id"), oldest=Min("received_at")
     )
@@ -200,5 +202,6 @@ def board(*, now: datetime | None = None) -> Board:
         rules=rules,
         signals=recent_signals(),
         now=now,
-        failing_jobs=tuple(job for job in liveness(now=now).jobs if job.failing),
+        failing_jobs=tuple(job for job in live.jobs if job.failing),
+        liveness=live,
     )

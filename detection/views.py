@@ -118,5 +118,7 @@ def board(request: HtmxHttpRequest) -> HttpResponse:
         raise PermissionDenied("The status board needs a role (viewer or above).")
     # What services answered can be anything an edited URL reaches: leads and above only.
     show_replies = request.user.has_perm("detection.view_health_reply")
-    context = {"board": selectors.board(), "show_replies": show_replies}
+    board = selectors.board()
+    # The top bar's liveness is the board's own reading (the context processor would read it again).
+    context = {"board": board, "show_replies": show_replies, "liveness": board.liveness}
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, context)

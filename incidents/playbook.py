@@ -412,6 +412,14 @@ def current_version() -> PlaybookVersion | None:
     return PlaybookVersion.objects.order_by("-number").first()
 
 
+def _lock_adoption() -> None:
+    """Serialise adoptions and review records until the transaction ends. PostgreSQL takes an
+    advisory lock; SQLite (the embedded default of `make run`) allows one writer at a time anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADOPT_LOCK])
+
+
 @transaction.atomic
 def playbook_adopt(
     *, document: dict[str, Any], note: str, actor: User | None, source: str
@@ -428,8 +436,7 @@ def playbook_adopt(
     errors = validate_playbook(document)
     if errors:
         raise PlaybookError(errors)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADOPT_LOCK])
+    _lock_adoption()
     current = current_version()
     if current is not None and canonical(current.document) == canonical(document):
         return current
@@ -510,8 +517,7 @@ def playbook_review_overdue(today: date | None = None) -> date | None:
 def playbook_review_record(*, actor: User | None, note: str = "") -> PlaybookReview:
     """Record "reviewed, no change" for the version in force: the next review falls due 90 days on.
     A second record the same day by the same person returns the first (a double click)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADOPT_LOCK])
+    _lock_adoption()
     version = current_version()
     if version is None:
         raise PlaybookError("There is no playbook version to review yet.")
