@@ -348,6 +348,10 @@ CDB_BASE_URL = env.str("CDB_BASE_URL", default="http://{name}:{port}")
 # Where health checks and Prometheus queries may go: host names, IP addresses or networks. Unset: CDB's
 # container names (detection/data/services.yaml), cdb_prometheus and loopback (detection/outbound.py).
 DETECTION_ALLOWED_HOSTS = env.list("DETECTION_ALLOWED_HOSTS", default=None)
+# The services whose `/status` (beside their /health) is snapshotted on an incident's timeline when it
+# is declared and when it resolves (the post-mortem's exposure and orders affected); empty: none.
+CDB_STATUS_SERVICES = env.list("CDB_STATUS_SERVICES", default=["cdb_risk", "cdb_execution"])
+CDB_STATUS_TIMEOUT = env.float("CDB_STATUS_TIMEOUT", default=3.0)
 # The longest any health check or Prometheus query may wait (seconds), checked in admin and at use.
 DETECTION_MAX_TIMEOUT = env.float("DETECTION_MAX_TIMEOUT", default=10.0)
 # Prometheus's HTTP API; empty disables rule evaluation.

@@ -23,8 +23,11 @@ class DetectionConfig(AppConfig):
     }
 
     def ready(self) -> None:
-        from detection import facts, metrics, panels
+        from detection import facts, metrics, panels, snapshots
+        from incidents import timeline
 
         panels.register()
         metrics.register()
         facts.register()
+        timeline.register_kind(snapshots.KIND, "CDB status")
+        timeline.listen("detection-snapshots", snapshots.on_timeline)

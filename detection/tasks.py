@@ -36,3 +36,11 @@ def route_signals() -> int:
     from detection.services import signals_route
 
     return signals_route()
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=5, max_retries=3)
+def snapshot_status(incident_id: int, moment: str) -> str:
+    """At-least-once and idempotent: one `status_snapshot` row per incident and moment."""
+    from detection import snapshots
+
+    return snapshots.status_snapshot_take(incident_id=incident_id, moment=moment)

@@ -5,8 +5,8 @@
   (`generated_timeline`) while the document holds the editable copy;
 - the Impact: the time trading was halted, from the kill-switch audit (every halt → resume interval
   overlapping the incident, per target, clipped to the incident's window; a real incident leaves out
-  the drill target), and the orders affected and exposure from a CDB `/status` snapshot on the
-  incident's timeline when there is one (a row whose data holds `risk_state`), else blank to fill;
+  the drill target), and the orders affected and exposure from the CDB `/status` snapshots on the
+  incident's timeline when it has them (`status_snapshot`), else blank to fill;
 - a security incident (its type's playbook section 6.4) gets the runbook's "detailed incident
   report": the template plus the security sections.
 """
@@ -141,24 +141,43 @@ def halted_total(intervals: list[Interval]) -> int:
     return total
 
 
+def _counted(data: dict[str, Any]) -> int | None:
+    """Orders the stack turned away so far: risk's `orders_blocked` plus execution's
+    `stats.orders_rejected`, whichever the snapshot holds."""
+    values = [data.get("orders_blocked"), (data.get("stats") or {}).get("orders_rejected")]
+    numbers = [int(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sum(numbers) if numbers else None
+
+
 def status_snapshot(incident: Incident) -> tuple[int | None, Decimal | None]:
-    """(orders affected, exposure in USD) from the newest CDB `/status` snapshot on the incident's
-    timeline: risk's `risk_state` (`total_exposure`, `pending_orders`) and execution's
-    `stats.orders_rejected` when present. (None, None) without one."""
-    data: Any = (
+    """(orders affected, exposure in USD) from the CDB `/status` snapshots on the incident's timeline
+    (rows whose data holds risk's `risk_state`; detection.snapshots takes them at declaration and
+    resolution). Exposure: the highest `total_exposure` seen. Orders affected: how much the blocked
+    and rejected counters grew from the first snapshot to the last (a counter that went down, a
+    service restarted, counts from zero); with one snapshot, what it says (execution's
+    `orders_rejected`, else risk's `pending_orders`). (None, None) without any."""
+    rows: list[Any] = list(
         TimelineEvent.objects.filter(incident=incident, data__has_key="risk_state")
-        .order_by("-id")
+        .order_by("id")
         .values_list("data", flat=True)
-        .first()
     )
-    if not data or not isinstance(data.get("risk_state"), dict):
+    rows = [d for d in rows if isinstance(d, dict) and isinstance(d.get("risk_state"), dict)]
+    if not rows:
         return None, None
-    risk = data["risk_state"]
-    orders = (data.get("stats") or {}).get("orders_rejected", risk.get("pending_orders"))
-    try:
-        exposure = Decimal(str(risk["total_exposure"])) if risk.get("total_exposure") is not None else None
-    except InvalidOperation:
-        exposure = None
+    exposures = []
+    for data in rows:
+        try:
+            value = data["risk_state"].get("total_exposure")
+            if value is not None:
+                exposures.append(Decimal(str(value)))
+        except InvalidOperation:
+            continue
+    exposure = max(exposures) if exposures else None
+    first, last = _counted(rows[0]), _counted(rows[-1])
+    if len(rows) > 1 and first is not None and last is not None:
+        return (last - first if last >= first else last), exposure
+    data = rows[-1]
+    orders = (data.get("stats") or {}).get("orders_rejected", data["risk_state"].get("pending_orders"))
     return (int(orders) if isinstance(orders, int | float) else None), exposure
 
 

@@ -111,6 +111,9 @@ def on_timeline(rows: list[TimelineEvent]) -> None:
     one, in the same transaction. Drills never get one here (a drill is reviewed in the drills app);
     resolving again (after a reopen) finds the existing one and creates nothing."""
     for row in rows:
+        if row.kind == "status_snapshot":
+            _refresh_impact(row.incident)
+            continue
         if row.kind != "status_changed" or row.new_value != Status.RESOLVED:
             continue
         incident = row.incident
@@ -120,6 +123,37 @@ def on_timeline(rows: list[TimelineEvent]) -> None:
             continue
         with transaction.atomic():
             _create(incident, actor=None, required=True)
+
+
+def _refresh_impact(incident: Incident) -> None:
+    """A CDB `/status` snapshot written after the post-mortem was pre-filled (the one taken at
+    resolution arrives after the resolution's commit) updates its orders affected and exposure while
+    nobody has touched it: still the pre-filled first revision, in draft. The update is the second
+    revision, so an editor open on the first sees a conflict, not a silent change. Once a person has
+    saved, the numbers are theirs."""
+    pm = PostMortem.objects.select_for_update().filter(incident_id=incident.pk).first()
+    if pm is None or pm.status != ReviewStatus.DRAFT or pm.current_revision != 1:
+        return
+    orders, exposure = prefill.status_snapshot(incident)
+    if (orders, exposure) == (pm.orders_affected, pm.exposure_usd):
+        return
+    body = prefill.document(
+        incident,
+        timeline=pm.generated_timeline,
+        halted_seconds=pm.halted_seconds,
+        orders=orders,
+        exposure=exposure,
+    )
+    PostMortemRevision.objects.create(
+        postmortem=pm,
+        number=2,
+        body=body,
+        author=None,
+        created_at=timezone.now(),
+        note="Impact from the CDB status snapshots",
+    )
+    pm.orders_affected, pm.exposure_usd, pm.current_revision = orders, exposure, 2
+    pm.save(update_fields=["orders_affected", "exposure_usd", "current_revision"])
 
 
 @transaction.atomic

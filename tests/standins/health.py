@@ -18,7 +18,9 @@ most, ``stopped`` for paper_runner, ``ws_connected: false`` for ws (whose status
 ``database: failing`` for Grafana. Execution's body is static in CDB ("ok" always); its unhealthy body
 here (``error``) is the stand-in's own. Prometheus's ``/-/healthy`` is plain text.
 
-Other paths answer 404 (JSON). Restarting after ``stopped`` reuses the same port.
+A kind with a ``/status`` (execution) answers it with the captured body, its counters set by
+:meth:`HealthStandIn.set_status_stats`. Other paths answer 404 (JSON). Restarting after
+``stopped`` reuses the same port.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Kind:
     healthy: bytes
     unhealthy: bytes
     content_type: str = JSON
+    status: dict[str, Any] | None = None  # its GET /status body, where the service has one
 
 
 KINDS: Final[dict[str, Kind]] = {
@@ -126,6 +129,23 @@ KINDS: Final[dict[str, Kind]] = {
             "/health",
             _json({"service": "execution_service", "status": "ok", "version": "0.1.0"}),
             _json({"service": "execution_service", "status": "error", "version": "0.1.0"}),
+            # Captured from a running stack (the contract's execution_status.json).
+            status={
+                "database": {"filled": 0, "pending": 0, "rejected": 0, "total": 10504},
+                "mode": "mock",
+                "redis": {"connected": True},
+                "service": "execution_service",
+                "stats": {
+                    "invalid_payloads": 0,
+                    "last_result": None,
+                    "orders_filled": 0,
+                    "orders_received": 0,
+                    "orders_rejected": 0,
+                    "shadow_blocked": 0,
+                    "start_time": "2026-04-01T09:45:44.298155",
+                },
+                "version": "0.1.0",
+            },
         ),
         Kind(
             "cdb_paper_runner",
@@ -243,6 +263,7 @@ class HealthStandIn:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._hits = 0
+        self._status = json.loads(json.dumps(self.kind.status)) if self.kind.status else None
 
     # -- lifecycle --
 
@@ -337,6 +358,13 @@ class HealthStandIn:
         with self._lock:
             self._custom = Answer(status, raw, content_type, headers)
 
+    def set_status_stats(self, **stats: Any) -> None:
+        """Update the counters of the kind's /status `stats` (execution's `orders_rejected`, ...)."""
+        with self._lock:
+            if self._status is None:
+                raise ValueError(f"{self.kind.name} has no /status")
+            self._status["stats"].update(stats)
+
     @property
     def hits(self) -> int:
         with self._lock:
@@ -348,6 +376,9 @@ class HealthStandIn:
         with self._lock:
             self._hits += 1
             mode, custom, delay = self._mode, self._custom, self.delay
+        if path == "/status" and self._status is not None and mode != Mode.STOPPED:
+            with self._lock:
+                return Answer(200, _json(self._status))
         if path != self.kind.path:
             return Answer(404, _json({"error": "not found"}))
         if custom is not None:
