@@ -155,8 +155,10 @@ INCIDENT_COLUMNS = [
     "resolved_at",
     "closed_at",
     "version",
+    "war_room_url",
+    "playbook_version_id",
 ]
-ITEM_COLUMNS = ["id", "incident_id", "kind", "position", "text", "done_at", "done_by_id"]
+ITEM_COLUMNS = ["id", "incident_id", "kind", "position", "text", "done_at", "done_by_id", "fact_name"]
 EVENT_COLUMNS = [
     "id",
     "incident_id",
@@ -216,6 +218,10 @@ class Seeder:
         self.open_ids |= set(
             self.rng.sample(range(SMALL + 1, INCIDENTS + 1), round((INCIDENTS - SMALL) * OPEN_SHARE))
         )
+        from incidents.playbook import current_version
+
+        version = current_version()
+        self.playbook_version = version.pk if version else None
         self.next_item = 1
         self.next_event = 1
         self.seeded: list[Seeded] = []
@@ -415,7 +421,7 @@ class Seeder:
                     )
                 )
             batch.items.append(
-                (self.next_item, pk, kind, position, text, done_at, done_by.pk if done_by else None)
+                (self.next_item, pk, kind, position, text, done_at, done_by.pk if done_by else None, "")
             )
             self.next_item += 1
         for _ in range(fillers - ticks):
@@ -473,6 +479,8 @@ class Seeder:
                 resolved_at,
                 closed_at,
                 version,
+                "",
+                self.playbook_version,
             )
         )
         if commander is not None:
