@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "actions",
     "postmortems",
     "drills",
+    "playbookreview",
 ]
 
 MIDDLEWARE = [

@@ -23,5 +23,7 @@ urlpatterns = [
     path("drills/", include("drills.urls")),
     path("", include("comms.urls")),
     path("", include("postmortems.urls")),
+    # Proposed changes to the playbook, beside its pages (/playbook/, /playbook/versions/).
+    path("playbook/proposals/", include("playbookreview.urls")),
     path("", include("incidents.urls")),
 ]

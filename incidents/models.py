@@ -177,6 +177,12 @@ class PlaybookVersion(models.Model):
             raise ValueError("A playbook version is never changed: adopt a new one (incidents.playbook).")
         super().save(*args, **kwargs)
 
+    @property
+    def source_proposal_id(self) -> int | None:
+        """The id of the reviewed proposal this version was adopted from (source "proposal:<id>")."""
+        kind, _, rest = self.source.partition(":")
+        return int(rest) if kind == "proposal" and rest.isdigit() else None
+
 
 class PlaybookReview(models.Model):
     """A quarterly review that found nothing to change: it moves the next review's due date like a

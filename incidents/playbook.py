@@ -55,6 +55,16 @@ class PlaybookError(ValueError):
         super().__init__("\n".join([intro, *lines] if intro else lines))
 
 
+class PlaybookMovedOn(PlaybookError):
+    """An adoption meant to replace one version found another in force (see `playbook_adopt`'s
+    `expected`): the change was written against a playbook that is no longer the current one."""
+
+    def __init__(self, *, expected: PlaybookVersion, current: PlaybookVersion | None) -> None:
+        self.expected, self.current = expected, current
+        now = f"version {current.number} is in force" if current else "there is no version in force"
+        super().__init__(f"The playbook moved on: {now}, not version {expected.number}.")
+
+
 # --- Sections other apps own -----------------------------------------------------------------
 
 
@@ -422,12 +432,20 @@ def _lock_adoption() -> None:
 
 @transaction.atomic
 def playbook_adopt(
-    *, document: dict[str, Any], note: str, actor: User | None, source: str
+    *,
+    document: dict[str, Any],
+    note: str,
+    actor: User | None,
+    source: str,
+    expected: PlaybookVersion | None = None,
 ) -> PlaybookVersion:
     """Make `document` the playbook in force.
 
     1. Validate it: PlaybookError listing every error, and nothing changes.
-    2. Take the adoption lock; the same document as the current version returns that version.
+    2. Take the adoption lock; with `expected` (the version a change was written against), refuse
+       with PlaybookMovedOn when another version is in force by now: a change written against an
+       older playbook would silently undo what was adopted since. The same document as the current
+       version returns that version.
     3. Load it into the tables (incidents' own, then each registered section's loader).
     4. Store it as the next version.
     Incidents already open keep what they copied when they started (checklists, runbook, response
@@ -438,6 +456,8 @@ def playbook_adopt(
         raise PlaybookError(errors)
     _lock_adoption()
     current = current_version()
+    if expected is not None and (current is None or current.pk != expected.pk):
+        raise PlaybookMovedOn(expected=expected, current=current)
     if current is not None and canonical(current.document) == canonical(document):
         return current
     document = copy.deepcopy(document)

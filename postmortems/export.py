@@ -92,15 +92,19 @@ def markdown_of(pm: PostMortem, *, number: int | None = None) -> str:
     return f"{body}\n\n## Approval\n\n{approval_table(pm)}\n"
 
 
-def summary_of(pm: PostMortem) -> str:
-    """The Summary section of the published revision (the stakeholders' message)."""
-    number = pm.published_revision or pm.current_revision
-    body = PostMortemRevision.objects.get(postmortem=pm, number=number).body
+def section_text(body: str, name: str) -> str:
+    """The text of the `## name` section of a document (case-insensitive), without its heading."""
     taking, lines = False, []
     for line in body.splitlines():
         if line.startswith("## "):
-            taking = line[3:].strip().lower() == "summary"
+            taking = line[3:].strip().lower() == name.lower()
             continue
         if taking:
             lines.append(line)
     return "\n".join(lines).strip()
+
+
+def summary_of(pm: PostMortem) -> str:
+    """The Summary section of the published revision (the stakeholders' message)."""
+    number = pm.published_revision or pm.current_revision
+    return section_text(PostMortemRevision.objects.get(postmortem=pm, number=number).body, "Summary")

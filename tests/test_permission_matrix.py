@@ -59,6 +59,20 @@ def _pm(c: Any) -> list[int]:
     return [c.postmortem.pk]
 
 
+def _proposal(c: Any) -> list[int]:
+    return [c.proposal.pk]
+
+
+def _proposal_form(c: Any, *, base: int | None) -> dict[str, Any]:
+    from incidents.playbook import current_version
+
+    version = current_version()
+    assert version is not None
+    text = version.yaml.replace("response_minutes: 240", "response_minutes: 30")
+    form = {"title": "Answer SEV-3 in 30 minutes", "reason": "matrix", "yaml": text}
+    return form if base is None else {**form, "base": str(base)}
+
+
 def _type_pk(_: Any) -> dict[str, Any]:
     return {"title": "x", "incident_type": IncidentType.objects.get(slug="other").pk, "severity": "3"}
 
@@ -243,6 +257,36 @@ ROWS = [
         data=lambda c: {},
     ),
     Row("postmortems:request", "post", ACT, args=lambda c: [c.incident.pk], data=lambda c: {}),
+    # Playbook proposals: every role reads them; responders, leads and admins propose; the author
+    # (object permission, none of these personas) and the playbook's keepers (leads, admins) edit,
+    # assign and submit; only the assigned reviewers and approver comment, sign off and approve.
+    Row("playbookreview:list", "get", KS_VIEW),
+    Row("playbookreview:new", "get", DECLARE),
+    Row("playbookreview:new", "post", DECLARE, data=lambda c: _proposal_form(c, base=None)),
+    Row("playbookreview:detail", "get", SEE, args=_proposal),
+    Row("playbookreview:history", "get", SEE, args=_proposal),
+    Row("playbookreview:edit", "get", PM_EDIT, args=_proposal),
+    Row("playbookreview:edit", "post", PM_EDIT, args=_proposal, data=lambda c: _proposal_form(c, base=1)),
+    Row("playbookreview:assign", "post", PM_EDIT, args=_proposal, data=lambda c: {"approver": ""}),
+    Row("playbookreview:submit", "post", PM_EDIT, args=_proposal, data=lambda c: {}),
+    Row("playbookreview:rebase", "post", PM_EDIT, args=_proposal, data=lambda c: {}),
+    Row("playbookreview:signoff", "post", PM_ASSIGNED, args=_proposal, data=lambda c: {}),
+    Row("playbookreview:approve", "post", PM_ASSIGNED, args=_proposal, data=lambda c: {}),
+    Row("playbookreview:approve", "get", POST_ONLY, label="get", args=_proposal),
+    Row(
+        "playbookreview:comment",
+        "post",
+        PM_ASSIGNED,
+        args=_proposal,
+        data=lambda c: {"section": "Reason", "body": "?"},
+    ),
+    Row(
+        "playbookreview:comment_resolve",
+        "post",
+        PM_ASSIGNED,
+        args=lambda c: [c.proposal.pk, c.proposal_comment.pk],
+        data=lambda c: {},
+    ),
     # Prometheus's /metrics: a bearer token (METRICS_TOKEN, unset here) or an allowed network, never
     # a session.
     Row("metrics", "get", dict.fromkeys(PERSONAS, 401)),
@@ -347,6 +391,8 @@ class Context:
     item: Any = None
     postmortem: Any = None
     comment: Any = None
+    proposal: Any = None
+    proposal_comment: Any = None
 
     def __getattr__(self, name: str) -> Any:  # rows written for an incident read its attributes
         return getattr(self.incident, name)
@@ -408,6 +454,17 @@ def test_matrix(client, ks_files, row: Row, persona: str):
         review.review_assign(document=context.postmortem, actor=owner, reviewers=[reviewer], approver=None)
         context.comment = review.review_comment_add(
             document=context.postmortem, actor=reviewer, section="Summary", body="Why?"
+        )
+    if row.name.startswith("playbookreview:"):
+        from playbookreview import services as proposals
+
+        context.proposal = proposals.proposal_create(actor=owner, title="Matrix", reason="Because")
+        reviewer = make_user(role="responder")
+        proposals.proposal_assign(
+            proposal=context.proposal, actor=owner, reviewers=[reviewer], approver=make_user(role="lead")
+        )
+        context.proposal_comment = proposals.proposal_comment(
+            proposal=context.proposal, actor=reviewer, section="Reason", body="Why?"
         )
     user = _persona(persona, incident)
     incident.refresh_from_db()

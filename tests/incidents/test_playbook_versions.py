@@ -19,6 +19,7 @@ from escalation.models import PolicyStep
 from incidents.models import Checklist, ChecklistKind, IncidentType, PlaybookVersion, Severity, SeverityLevel
 from incidents.playbook import (
     PlaybookError,
+    PlaybookMovedOn,
     current_version,
     parse_playbook_yaml,
     playbook_adopt,
@@ -250,6 +251,19 @@ def test_adopting_a_change_makes_a_new_version_and_loads_every_section(doc, lead
     assert Route.objects.get(severity=4).channel == "low-priority"
     assert adopt(copy.deepcopy(doc), note="again").pk == version.pk  # identical: no new version
     assert current_version() == version
+
+
+def test_an_adoption_expecting_an_older_version_is_refused_and_changes_nothing(doc):
+    v1 = current_version()
+    assert v1 is not None
+    doc["severities"][2]["response_minutes"] = 30
+    v2 = adopt(copy.deepcopy(doc))
+    doc["severities"][2]["response_minutes"] = 60
+    with pytest.raises(PlaybookMovedOn, match="version 2 is in force, not version 1"):
+        playbook_adopt(document=doc, note="late", actor=None, source="proposal:7", expected=v1)
+    assert current_version() == v2 and SeverityLevel.objects.get(level=3).response_minutes == 30
+    v3 = playbook_adopt(document=doc, note="on time", actor=None, source="proposal:7", expected=v2)
+    assert (v3.number, v3.source_proposal_id, v2.source_proposal_id) == (3, 7, None)
 
 
 def test_a_version_cannot_be_changed():

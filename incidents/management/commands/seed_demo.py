@@ -53,6 +53,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo users exist; their passwords are in {CREDENTIALS_FILE}.")
         self._rota()
         self._drills()
+        self._playbook_proposal()
         if not options["no_incidents"] and not Incident.objects.exists():
             self._incidents()
         self._killswitch_files()
@@ -116,6 +117,44 @@ class Command(BaseCommand):
                 playbook_proposal="Name a standing second approver for kill-switch resumes during drills.",
             )
         self.stdout.write(f"Drills: {made} new occurrences generated.")
+
+    def _playbook_proposal(self) -> None:
+        """The past kill-switch test's lesson as a playbook proposal in review: written by the
+        responder (a runbook step for the kill-switch type), reviewed by the admin, to be approved by
+        the lead. Once: a re-run finds it (or any proposal) and adds nothing."""
+        from drills.models import Drill, Status
+        from incidents import playbook
+        from playbookreview import selectors as proposals
+        from playbookreview import services as proposing
+        from playbookreview.models import PlaybookProposal
+
+        drill = Drill.objects.filter(drill_type__slug="kill-switch-test", status=Status.COMPLETED).first()
+        current = playbook.current_version()
+        if drill is None or current is None or PlaybookProposal.objects.exists():
+            return
+        User = get_user_model()
+        responder = User.objects.get(username="demo-responder")
+        lead, admin = User.objects.get(username="demo-lead"), User.objects.get(username="demo-admin")
+        document = playbook.parse_playbook_yaml(current.yaml)
+        kind = next((t for t in document["incident_types"] if t["slug"] == "kill-switch-activated"), None)
+        if kind is None:
+            return
+        step = "Name the second approver of the resume before deactivating (drills included)"
+        steps = list(kind.get("runbook_steps", []))
+        steps.insert(max(0, len(steps) - 2), step)
+        kind["runbook_steps"] = steps
+        initial = proposals.initial_from_drill(drill)
+        with transaction.atomic():
+            proposal = proposing.proposal_create(
+                actor=responder,
+                title="Kill-switch runbook: name the resume's second approver up front",
+                reason=initial["reason"],
+                yaml_text=playbook.playbook_yaml(document),
+                drill=drill,
+            )
+            proposing.proposal_assign(proposal=proposal, actor=lead, reviewers=[admin], approver=lead)
+            proposing.proposal_submit(proposal=proposal, actor=responder)
+        self.stdout.write(f"Playbook proposal #{proposal.pk} in review (approver demo-lead).")
 
     def _killswitch_files(self) -> None:
         """Demo targets are local state files: start them as CDB's deactivate would leave them."""
