@@ -27,7 +27,7 @@ from django.db import transaction
 from detection import outbound
 from detection.models import MonitoredService
 from incidents import services as incident_services
-from incidents.models import Status, TimelineEvent
+from incidents.models import Incident, Status, TimelineEvent
 
 KIND = "status_snapshot"
 MOMENTS = {"declared": "at declaration", "resolved": "at resolution"}
@@ -130,12 +130,15 @@ def _taken(incident_id: int, moment: str) -> bool:
 
 
 def status_snapshot_take(*, incident_id: int, moment: str) -> str:
-    """Ask the services and write the row: "taken", "unavailable", "done before" or "not configured"."""
+    """Ask the services and write the row: "taken", "unavailable", "done before", "not configured" or
+    "no such incident"."""
     if moment not in MOMENTS:
         raise ValueError(f"unknown snapshot moment {moment!r}")
     urls = status_urls()
     if not urls:
         return "not configured"
+    if not Incident.objects.filter(pk=incident_id).exists():
+        return "no such incident"
     if _taken(incident_id, moment):
         return "done before"
     answers, errors = status_read(urls)  # outside any transaction: no lock waits on the network

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import DatabaseError
 
 
 @shared_task(acks_late=True)
@@ -38,9 +39,10 @@ def route_signals() -> int:
     return signals_route()
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=5, max_retries=3)
+@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=5, max_retries=3)
 def snapshot_status(incident_id: int, moment: str) -> str:
-    """At-least-once and idempotent: one `status_snapshot` row per incident and moment."""
+    """At-least-once and idempotent: one `status_snapshot` row per incident and moment. A service
+    that does not answer is recorded, not retried; the database being away is retried."""
     from detection import snapshots
 
     return snapshots.status_snapshot_take(incident_id=incident_id, moment=moment)

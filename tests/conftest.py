@@ -173,3 +173,12 @@ def recovered(settings: Any, ks_files: Files) -> None:
             state=RuleState.INACTIVE,
             last_evaluated_at=now,
         )
+
+
+@pytest.fixture
+def fresh_queue() -> None:
+    """An in-process worker starts on an empty queue: what tests without a worker left in the shared
+    test broker (tasks started on commit) would otherwise run first and slow this test's own."""
+    from config.celery import app
+
+    app.control.purge()

@@ -493,7 +493,7 @@ def test_stopping_a_standin_opens_its_incident_and_starting_it_writes_the_recove
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery")
-def test_a_worker_polls_health_through_the_broker(settings: Any) -> None:
+def test_a_worker_polls_health_through_the_broker(settings: Any, fresh_queue: None) -> None:
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test runs against Redis"
     settings.HEALTH_DOWN_AFTER = settings.HEALTH_UP_AFTER = 1
     with HealthStandIn("risk") as risk, HealthStandIn("candles", Mode.STOPPED) as candles:

@@ -49,7 +49,9 @@ def wait_for(condition: Any, seconds: float = 15.0) -> bool:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery")
-def test_a_worker_woken_by_the_delivery_routes_it(client: Any, tokens: None, settings: Any) -> None:
+def test_a_worker_woken_by_the_delivery_routes_it(
+    client: Any, tokens: None, settings: Any, fresh_queue: None
+) -> None:
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test runs against Redis"
     settings.WAKE_WORKERS = True
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):

@@ -102,6 +102,11 @@ def test_without_configured_services_nothing_is_asked_or_written(settings):
     assert take(incident, "declared") == "not configured" and rows(incident) == []
 
 
+def test_a_task_for_an_incident_that_is_gone_writes_nothing(risk):
+    assert snapshots.status_snapshot_take(incident_id=987654, moment="declared") == "no such incident"
+    assert not risk.requests
+
+
 def test_declaring_and_resolving_start_a_snapshot_after_commit_drills_none(
     risk, django_capture_on_commit_callbacks
 ):

@@ -18,7 +18,7 @@ from tests.incidents.factories import declare
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery")
-def test_a_worker_records_the_breach_once(responder):
+def test_a_worker_records_the_breach_once(responder, fresh_queue):
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test runs against Redis"
     overdue = declare(responder, severity=Severity.SEV1, detected_at=timezone.now() - timedelta(minutes=16))
     in_time = declare(responder, severity=Severity.SEV1)
