@@ -1,4 +1,5 @@
-"""CSV export of audit records, safe to open in a spreadsheet."""
+"""CSV export of audit records, safe to open in a spreadsheet. A record of the drill target says
+DRILL in its `drill` column, as drills are marked on every page and export."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ COLUMNS = [
     "actor_role",
     "action",
     "target",
+    "drill",
     "reason",
     "request_id",
     "incident_id",
@@ -38,11 +40,17 @@ class _Echo:
 
 
 def csv_rows(records: Iterable[AuditRecord]) -> Iterator[str]:
+    from killswitch.targets import all_targets
+
+    drill = {name for name, target in all_targets().items() if target.drill}
     writer = csv.writer(_Echo())
     yield writer.writerow(COLUMNS)
     for r in records:
-        values = [getattr(r, c) for c in COLUMNS]
-        values[1] = r.created_at.isoformat()
-        values[10] = json.dumps(r.state_before, sort_keys=True)
-        values[11] = json.dumps(r.state_after, sort_keys=True)
+        computed = {
+            "created_at": r.created_at.isoformat(),
+            "drill": "DRILL" if r.target in drill else "",
+            "state_before": json.dumps(r.state_before, sort_keys=True),
+            "state_after": json.dumps(r.state_after, sort_keys=True),
+        }
+        values = [computed[c] if c in computed else getattr(r, c) for c in COLUMNS]
         yield writer.writerow([escape_formula(v) for v in values])

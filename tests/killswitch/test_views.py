@@ -129,13 +129,21 @@ def test_csv_export_escapes_formulas(client, ks_files, responder, lead):
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][:5] == ["seq", "created_at", "actor_name", "actor_role", "action"]
-    assert (
-        rows[1][6] == "'manual: =HYPERLINK(1)"[0:0] + "manual: =HYPERLINK(1)"
-    )  # not at the start: unchanged
+    reason = rows[0].index("reason")
+    assert rows[1][reason] == "manual: =HYPERLINK(1)"  # the formula is not at the start: unchanged
     assert (
         escape_formula("=1+1") == "'=1+1" and escape_formula("+1") == "'+1" and escape_formula("@x") == "'@x"
     )
     assert escape_formula("-2") == "'-2" and escape_formula("\tx") == "'\tx" and escape_formula("ok") == "ok"
+
+
+def test_csv_export_marks_the_drill_targets_records_drill(client, ks_files, responder, lead):
+    services.killswitch_activate(target="production", actor=responder, reason="manual", message="real")
+    services.killswitch_activate(target="drill", actor=lead, reason="manual", message="practice")
+    client.force_login(lead)
+    response = client.get(reverse("killswitch:audit"), {"format": "csv", "action": "activated"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert {(r["target"], r["drill"]) for r in rows} == {("production", ""), ("drill", "DRILL")}
 
 
 def test_audit_page_filters(client, ks_files, responder, lead):
