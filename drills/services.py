@@ -30,14 +30,41 @@ def _require(actor: Any, perm: str, what: str) -> None:
         raise PermissionDenied(what)
 
 
+@transaction.atomic
 def drills_generate(*, now: datetime | None = None, horizon: timedelta = HORIZON) -> int:
-    """Create the occurrences of every enabled type's RRULE from now to `horizon` ahead; returns how
-    many were new. Idempotent: an occurrence is keyed by (type, the rule's time), so a second run, a
-    moved occurrence (its key stays) or a cancelled one (its row stays) is never made again."""
+    """Make the calendar say what the programme says, from now to `horizon` ahead; returns how many
+    occurrences were new.
+
+    1. Withdraw future occurrences the programme no longer has: generated (nobody scheduled them by
+       hand), never moved, not yet announced, whose time is not one of their type's rule any more
+       (the RRULE or start was edited) or whose type is disabled. What was announced, moved,
+       cancelled, started or scheduled by a person stays for a person to decide.
+    2. Create each enabled type's occurrences. Idempotent: an occurrence is keyed by (type, the
+       rule's time), so a second run, a moved occurrence (its key stays) or a cancelled one (its row
+       stays) is never made again.
+    """
     now = now or timezone.now()
+    untouched = Drill.objects.filter(
+        status=Status.SCHEDULED, moved=False, created_by__isnull=True, scheduled_for__gt=now
+    )
+    kinds = list(DrillType.objects.all())
+    stale = []
+    for kind in kinds:
+        times = list(untouched.filter(drill_type=kind).values_list("pk", "original_at"))
+        if not times:
+            continue
+        if not kind.enabled:
+            stale += [pk for pk, _ in times]
+            continue
+        lo, hi = min(at for _, at in times), max(at for _, at in times)
+        current = set(kind.recurrence().between(lo, hi, inc=True))
+        stale += [pk for pk, at in times if at not in current]
+    if stale:
+        Drill.objects.filter(pk__in=stale).delete()
     rows = [
         Drill(drill_type=kind, original_at=at, scheduled_for=at)
-        for kind in DrillType.objects.filter(enabled=True)
+        for kind in kinds
+        if kind.enabled
         for at in kind.recurrence().between(now, now + horizon, inc=True)
     ]
     if not rows:

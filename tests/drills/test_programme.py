@@ -148,3 +148,37 @@ def test_seed_demo_brings_the_programme_and_a_past_completed_drill(settings, tmp
         "demo-lead",
         "demo-responder",
     }
+
+
+def test_an_edited_rrule_withdraws_the_old_untouched_occurrences_and_keeps_what_people_touched():
+    lead = make_user(role="lead")
+    with time_machine.travel(NOW, tick=False):
+        services.drills_generate()
+    kind = DrillType.objects.get(slug="kill-switch-test")
+    first, second, third = Drill.objects.filter(drill_type=kind).order_by("original_at")[:3]
+    services.drill_move(drill=second, scheduled_for=second.scheduled_for + timedelta(days=1), actor=lead)
+    Drill.objects.filter(pk=third.pk).update(status=Status.ANNOUNCED)
+    by_hand = services.drill_schedule(
+        drill_type=kind, scheduled_for=NOW + timedelta(days=20, hours=3), actor=lead
+    )
+    kind.rrule = "FREQ=MONTHLY;BYDAY=+1WE"  # the first Wednesday instead of the first Tuesday
+    kind.save(update_fields=["rrule"])
+    with time_machine.travel(NOW, tick=False):
+        services.drills_generate()
+        assert services.drills_generate() == 0
+    upcoming = Drill.objects.filter(drill_type=kind, status=Status.SCHEDULED, moved=False, created_by=None)
+    assert upcoming.exists() and {d.scheduled_for.weekday() for d in upcoming} == {2}
+    kept = set(Drill.objects.filter(drill_type=kind).values_list("pk", flat=True))
+    assert {second.pk, third.pk, by_hand.pk} <= kept and first.pk not in kept
+
+
+def test_a_disabled_type_withdraws_its_untouched_future_occurrences():
+    with time_machine.travel(NOW, tick=False):
+        services.drills_generate()
+        monthly = set(Drill.objects.filter(drill_type__slug="kill-switch-test").values_list("pk", flat=True))
+        assert Drill.objects.filter(drill_type__slug="failover-test").exists()
+        DrillType.objects.filter(slug="failover-test").update(enabled=False)
+        services.drills_generate()
+    assert not Drill.objects.filter(drill_type__slug="failover-test").exists()
+    still = Drill.objects.filter(drill_type__slug="kill-switch-test").values_list("pk", flat=True)
+    assert set(still) == monthly
