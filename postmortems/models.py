@@ -67,6 +67,9 @@ class PostMortem(ReviewedDocument):
     def review_revision(self) -> int:
         return self.current_revision
 
+    def review_incident_id(self) -> int | None:
+        return self.incident_id
+
     def review_event(self, kind: str, actor: object, text: str) -> None:
         from postmortems import services
 

@@ -9,8 +9,11 @@ the second. A document type takes part by:
    `review_<model>` and `approve_<model>` (guardian grants them per document, `review_assign`);
 2. implementing `review_revision()` (the number of the revision being reviewed, which sign-offs and
    comments record) and, optionally, `review_event(kind, actor, text)` (e.g. a timeline row);
-3. calling the services below. `SignOff` and `ReviewComment` (postmortems.models) attach to any
-   document through a generic foreign key, so the new type needs no tables for them.
+3. calling the services below. Submitting (and assigning while in review) asks each reviewer and
+   the approver by inbox and outbox, once per revision; `review_url()` (its `<app>:detail` page) and
+   `review_incident_id()` say where the request points. `SignOff` and `ReviewComment`
+   (postmortems.models) attach to any document through a generic foreign key, so the new type
+   needs no tables for them.
 
 The transition table (`MOVES`) is the documentation of the lifecycle.
 """
@@ -84,6 +87,16 @@ class ReviewedDocument(models.Model):
 
     def review_event(self, kind: str, actor: User | None, text: str) -> None:
         """A step of the review happened (submitted, approved, published, assigned): record it."""
+
+    def review_url(self) -> str:
+        """The document's page (`<app>:detail`), where reviewers read, comment and approve."""
+        from django.urls import reverse
+
+        return reverse(f"{self._meta.app_label}:detail", args=[self.pk])
+
+    def review_incident_id(self) -> int | None:
+        """The incident a notification about the document belongs to, if any."""
+        return None
 
     @property
     def frozen(self) -> bool:
@@ -167,7 +180,51 @@ def review_assign(
         actor,
         f"Reviewers: {names}; approver: {approver.get_username() if approver else 'nobody'}",
     )
+    if doc.status == ReviewStatus.IN_REVIEW:  # people added while it is in review are asked now
+        _request_review(doc, _review_team(doc))
     return doc
+
+
+def _request_review(doc: ReviewedDocument, people: list[User], *, now: Any = None) -> None:
+    """Ask each reviewer (and the approver) to look at the revision in review: the console inbox and
+    their contact points through the outbox, in the step's transaction; once per person and revision
+    (a repeated step asks nobody twice)."""
+    from notify import services as notify
+
+    link = settings.CONSOLE_URL.rstrip("/") + doc.review_url()
+    revision = doc.review_revision()
+    for user in people:
+        role = "approve" if user.pk == doc.approver_id else "review"
+        title = f"Please {role}: {doc} (revision {revision})"
+        text = f"{doc} (revision {revision}) waits for you to {role} it: {link}"
+        key = f"review-request:{doc._meta.label_lower}:{doc.pk}:{revision}:{user.pk}"
+        notify.inbox_deliver(
+            user=user,
+            title=title,
+            body=text,
+            kind="reminder",
+            incident_id=doc.review_incident_id(),
+            dedupe_key=key,
+            now=now,
+        )
+        notify.messages_enqueue(
+            notify.person_outgoing(
+                user=user,
+                title=title,
+                body=text,
+                kind="reminder",
+                incident_id=doc.review_incident_id(),
+                dedupe_key=key,
+            ),
+            now=now,
+        )
+
+
+def _review_team(doc: ReviewedDocument) -> list[User]:
+    people = {u.pk: u for u in reviewers_of(doc)}
+    if doc.approver_id and doc.approver_id not in people:
+        people[doc.approver_id] = User.objects.get(pk=doc.approver_id)
+    return [u for pk, u in people.items() if pk != doc.author_id]
 
 
 @transaction.atomic
@@ -188,6 +245,7 @@ def review_submit(*, document: ReviewedDocument, actor: User) -> ReviewedDocumen
     if doc.author_id:
         _sign(doc, role="author", user=User.objects.get(pk=doc.author_id), now=now)
     doc.review_event("submitted", actor, f"Revision {doc.review_revision()} submitted for review")
+    _request_review(doc, _review_team(doc), now=now)
     return doc
 
 

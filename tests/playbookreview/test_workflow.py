@@ -349,3 +349,16 @@ def test_two_proposals_on_one_version_approved_at_once_adopt_one():
     assert PlaybookVersion.objects.count() == 2
     assert PlaybookProposal.objects.filter(adopted_version__isnull=False).count() == 1
     assert PlaybookProposal.objects.filter(status="in_review").count() == 1
+
+
+def test_a_submitted_proposal_asks_its_reviewer_and_approver():
+    from notify.models import InboxItem
+
+    p = proposal(sev3_in_30_minutes)
+    reviewer, approver = in_review(p)
+    items = {i.user_id: i for i in InboxItem.objects.filter(title__startswith="Please ")}
+    assert set(items) == {reviewer.pk, approver.pk}
+    assert items[approver.pk].title == f"Please approve: {p} (revision {p.current_revision})"
+    assert (
+        items[approver.pk].incident_id is None and f"/playbook/proposals/{p.pk}/" in items[approver.pk].body
+    )

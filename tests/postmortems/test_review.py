@@ -152,3 +152,31 @@ def test_the_action_items_show_on_the_postmortem_and_fill_the_exported_table(cli
         "https://tracker.example.com/ISSUE-7 |"
     ) in section
     assert "filled from them on export" not in text
+
+
+def test_submitting_asks_the_reviewers_and_the_approver_once_per_revision():
+    from notify.models import InboxItem, Message
+
+    pm = postmortem(1)
+    reviewer, approver = in_review(pm, reviewer=make_user(role="responder", email="rita@example.com"))
+
+    def asked() -> list[tuple[str, str]]:
+        rows = InboxItem.objects.filter(title__startswith="Please ").order_by("id")
+        return [(item.user.get_username(), item.title.split(":")[0]) for item in rows]
+
+    assert asked() == [(reviewer.username, "Please review"), (approver.username, "Please approve")]
+    item = InboxItem.objects.get(user=approver)
+    assert item.incident_id == pm.incident_id and f"/postmortems/{pm.pk}/" in item.body
+    assert Message.objects.filter(address="rita@example.com", kind="reminder").count() == 1
+    review.review_submit(document=pm, actor=pm.author)  # a double click asks nobody again
+    late = make_user(role="responder")
+    review.review_assign(
+        document=pm, actor=make_user(role="lead"), reviewers=[reviewer, late], approver=approver
+    )
+    assert asked()[2:] == [(late.username, "Please review")]
+    pm.refresh_from_db()
+    body = pm.revisions.get(number=pm.current_revision).body
+    services.revision_save(postmortem=pm, actor=pm.author, body=body + "\nMore.", base=pm.current_revision)
+    pm.refresh_from_db()
+    review.review_submit(document=pm, actor=pm.author)
+    assert len(asked()) == 6 and pm.author.username not in {name for name, _ in asked()}
