@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from celery import signals as celery_signals
 from celery.contrib.testing.worker import start_worker
 from django.urls import reverse
 
@@ -54,12 +55,26 @@ def test_a_worker_woken_by_the_delivery_routes_it(
 ) -> None:
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test runs against Redis"
     settings.WAKE_WORKERS = True
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        assert deliver(client, alert(fp="w1"), alert(fp="w2", labels={"instance": "b"}))["new"] == 2
-        # Generous under load: the wait ends as soon as the worker has routed them.
-        routed = wait_for(lambda: not Signal.objects.filter(routed_at__isnull=True).exists(), 45)
-        assert routed, f"not routed: wake-ups published {waker.published}, failed {waker.failed}"
-        assert deliver(client, alert(fp="w1"))["duplicates"] == 1  # wakes nobody: nothing new
+    seen: list[str] = []  # what the worker did, for the message when it fails
+
+    def received(sender: Any = None, request: Any = None, **kw: Any) -> None:
+        seen.append(f"received {request.name if request else sender}")
+
+    def failed(sender: Any = None, exception: Any = None, **kw: Any) -> None:
+        seen.append(f"failed {getattr(sender, 'name', sender)}: {exception!r}")
+
+    celery_signals.task_received.connect(received, weak=False)
+    celery_signals.task_failure.connect(failed, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            assert deliver(client, alert(fp="w1"), alert(fp="w2", labels={"instance": "b"}))["new"] == 2
+            # Generous under load: the wait ends as soon as the worker has routed them.
+            routed = wait_for(lambda: not Signal.objects.filter(routed_at__isnull=True).exists(), 45)
+            assert routed, f"not routed: wake-ups published {waker.published}, failed {waker.failed}; {seen}"
+            assert deliver(client, alert(fp="w1"))["duplicates"] == 1  # wakes nobody: nothing new
+    finally:
+        celery_signals.task_received.disconnect(received)
+        celery_signals.task_failure.disconnect(failed)
     incident = Incident.objects.get()
     assert set(Signal.objects.values_list("incident_id", flat=True)) == {incident.pk}
     assert incident.events.filter(kind="signal").count() == 2
