@@ -176,9 +176,31 @@ def recovered(settings: Any, ks_files: Files) -> None:
 
 
 @pytest.fixture
-def fresh_queue() -> None:
-    """An in-process worker starts on an empty queue: what tests without a worker left in the shared
-    test broker (tasks started on commit) would otherwise run first and slow this test's own."""
-    from config.celery import app
+def fresh_queue(settings: Any) -> Iterator[None]:
+    """An in-process worker on a broker database of its own, empty: nothing another test or a
+    console subprocess published to the suite's broker (tasks started on commit, wake-ups) reaches
+    it, and the app's connection pools are made anew, so what this test publishes goes where its
+    worker listens."""
+    import redis
 
-    app.control.purge()
+    from config.celery import app
+    from tests.processes import private_broker_url
+
+    url = private_broker_url(8)
+    redis.Redis.from_url(url).flushdb()
+    before = app.conf.broker_url
+
+    def use(broker: str) -> None:
+        # Celery reads the CELERY_BROKER_URL environment variable before its own setting; the pools
+        # are made on first use, from that URL.
+        os.environ["CELERY_BROKER_URL"] = broker
+        app.conf.update(broker_url=broker)
+        setattr(app, "_pool", None)  # noqa: B010 (private to mypy)
+        setattr(app.amqp, "_producer_pool", None)  # noqa: B010
+
+    settings.CELERY_BROKER_URL = url
+    use(url)
+    try:
+        yield
+    finally:
+        use(before)
