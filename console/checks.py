@@ -1,6 +1,8 @@
 """The console's own start-up checks: secrets that production must set explicitly.
 
-`manage.py check` (and so `runserver`, `migrate`, `check --deploy`) reports them as errors; the web
+`manage.py check` (and so `runserver`, `migrate`, `check --deploy`) reports them as errors, and so
+does every other command but `makemigrations`, which only writes code from the models (see
+console/management/commands/makemigrations.py); the web
 (config/wsgi.py, config/asgi.py) and Celery (config/celery.py) call `require_secrets()` before
 serving anything, so a process without its secrets refuses to start instead of failing on the
 first request that signs a cookie or an audit record.
@@ -8,6 +10,9 @@ first request that signs a cookie or an audit record.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
@@ -38,8 +43,23 @@ def missing_secrets() -> dict[str, str]:
     return {check_id: message for check_id, (name, message) in MISSING.items() if not getattr(raw, name, "")}
 
 
+_NOT_NEEDED: ContextVar[bool] = ContextVar("secrets_not_needed", default=False)
+
+
+@contextmanager
+def secrets_not_needed() -> Iterator[None]:
+    """For a command that neither serves, signs nor writes data: the secrets check passes."""
+    token = _NOT_NEEDED.set(True)
+    try:
+        yield
+    finally:
+        _NOT_NEEDED.reset(token)
+
+
 @register(Tags.security)
 def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    if _NOT_NEEDED.get():
+        return []
     return [Error(message, id=check_id) for check_id, message in missing_secrets().items()]
 
 
