@@ -201,8 +201,7 @@ def check_many(services: Sequence[MonitoredService]) -> list[CheckResult]:
 
 async def _check_all(services: Sequence[MonitoredService]) -> list[CheckResult]:
     headers = {"User-Agent": "cdb-incident-console/health", "Accept": "application/json"}
-    # trust_env=False: health checks go straight to the service, never through an HTTP proxy.
-    async with httpx.AsyncClient(headers=headers, trust_env=False, follow_redirects=False) as client:
+    async with httpx.AsyncClient(headers=headers, **outbound.CLIENT_OPTIONS) as client:
         return list(await asyncio.gather(*(_check(service, client) for service in services)))
 
 

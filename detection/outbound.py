@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import yaml
@@ -27,6 +27,9 @@ SERVICES_FILE: Final = Path(__file__).parent / "data" / "services.yaml"
 DEFAULT_EXTRA: Final = ("cdb_prometheus", "localhost", "127.0.0.0/8", "::1")
 MIN_TIMEOUT: Final = 0.1
 SETTING: Final = "DETECTION_ALLOWED_HOSTS"
+# Every outbound request goes straight to the allowed host: no redirect followed (it could lead
+# anywhere), no proxy from the environment.
+CLIENT_OPTIONS: Final[dict[str, Any]] = {"follow_redirects": False, "trust_env": False}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -69,8 +69,7 @@ BLIND_GROUP = "prometheus:blind"
 BLIND_SEVERITY = 3  # playbook SEV-3 "Missing metrics"
 BLIND_COMPONENT = "cdb_prometheus"
 MAX_SERIES_SHOWN = 10
-# Straight to the configured Prometheus: no redirect followed, no proxy from the environment.
-CLIENT_OPTIONS: dict[str, Any] = {"follow_redirects": False, "trust_env": False}
+CLIENT_OPTIONS = outbound.CLIENT_OPTIONS  # straight to the configured Prometheus
 
 Labels = dict[str, str]
 Sample = tuple[Labels, float]

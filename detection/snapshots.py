@@ -33,7 +33,6 @@ KIND = "status_snapshot"
 MOMENTS = {"declared": "at declaration", "resolved": "at resolution"}
 # A /status body larger than this (a long `positions` map) is kept without its maps.
 MAX_BYTES = 32_000
-CLIENT_OPTIONS: dict[str, Any] = {"follow_redirects": False, "trust_env": False}
 
 
 def status_urls() -> list[tuple[str, str]]:
@@ -74,7 +73,7 @@ def status_read(urls: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, 
     answers: dict[str, Any] = {}
     errors: dict[str, str] = {}
     timeout = outbound.bounded_timeout(settings.CDB_STATUS_TIMEOUT)
-    with httpx.Client(timeout=timeout, **CLIENT_OPTIONS) as client:
+    with httpx.Client(timeout=timeout, **outbound.CLIENT_OPTIONS) as client:
         for name, url in urls:
             try:
                 answers[name] = _bounded(_fetch(url, client))
