@@ -353,6 +353,10 @@ DETECTION_ALLOWED_HOSTS = env.list("DETECTION_ALLOWED_HOSTS", default=None)
 # is declared and when it resolves (the post-mortem's exposure and orders affected); empty: none.
 CDB_STATUS_SERVICES = env.list("CDB_STATUS_SERVICES", default=["cdb_risk", "cdb_execution"])
 CDB_STATUS_TIMEOUT = env.float("CDB_STATUS_TIMEOUT", default=3.0)
+# Snapshots are stored as requests and taken by a worker (woken at once, or by this sweep when the
+# broker was down); one not taken this long after its moment is closed as missed, said on the timeline.
+CDB_STATUS_SWEEP_SECONDS = env.float("CDB_STATUS_SWEEP_SECONDS", default=15.0)
+CDB_STATUS_MISSED_AFTER = env.float("CDB_STATUS_MISSED_AFTER", default=900.0)
 # The longest any health check or Prometheus query may wait (seconds), checked in admin and at use.
 DETECTION_MAX_TIMEOUT = env.float("DETECTION_MAX_TIMEOUT", default=10.0)
 # Prometheus's HTTP API; empty disables rule evaluation.
@@ -371,6 +375,11 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "detection.tasks.route_signals",
         "schedule": ALERT_ROUTE_SWEEP_SECONDS,
         "options": {"expires": ALERT_ROUTE_SWEEP_SECONDS},
+    },
+    "detection-status-snapshots": {
+        "task": "detection.tasks.take_status_snapshots",
+        "schedule": CDB_STATUS_SWEEP_SECONDS,
+        "options": {"expires": CDB_STATUS_SWEEP_SECONDS},
     },
     "detection-prometheus": {
         "task": "detection.tasks.evaluate_prometheus_rules",

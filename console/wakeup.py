@@ -10,7 +10,6 @@ sweep. `WAKE_WORKERS=false` turns wake-ups off (the test suite, where no worker 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 
 class Waker:
     def __init__(self, task: str, *, interval: float = 0.25, expires: float = 300) -> None:
-        self.task = task  # "app.tasks.name", imported on first use (tasks import services)
+        self.task = task  # "app.tasks.name", the registered task's name
         self.interval = interval
         self.expires = expires
         self._due = threading.Event()
@@ -41,13 +40,15 @@ class Waker:
                     self._thread.start()
 
     def _run(self) -> None:
-        module, _, name = self.task.rpartition(".")
-        task = getattr(importlib.import_module(module), name)
+        # The project's app by name, never Celery's "current app": that is thread-local, and on this
+        # thread it would be whatever app was last made the process default.
+        from config.celery import app
+
         while True:
             self._due.wait()
             self._due.clear()
             try:
-                task.apply_async(retry=False, expires=self.expires)
+                app.send_task(self.task, retry=False, expires=self.expires)
                 self.published += 1
             except Exception:
                 self.failed += 1

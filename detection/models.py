@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -222,3 +223,53 @@ class PrometheusRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SnapshotMoment(models.TextChoices):
+    DECLARED = "declared", "At declaration"
+    RESOLVED = "resolved", "At resolution"
+    REQUESTED = "requested", "On request"
+
+
+class StatusSnapshotRequest(models.Model):
+    """A CDB `/status` snapshot the console owes an incident, stored in the transaction of the change
+    that calls for it (declared, resolved, or a person's request) and taken by a worker: woken at once
+    or found by the periodic sweep, so a broker or worker outage delays a snapshot and loses none.
+    A worker claims a request with a lease; the timeline row is written and the request closed in
+    one transaction under its row lock, so a request makes at most one row however often it is run."""
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.CASCADE, related_name="status_snapshot_requests"
+    )
+    moment = models.CharField(max_length=20, choices=SnapshotMoment.choices)
+    requested_at = models.DateTimeField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    leased_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    done_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["requested_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "moment"],
+                condition=~Q(moment="requested"),
+                name="status_snapshot_once_per_moment",
+            ),
+            models.UniqueConstraint(
+                fields=["incident"],
+                condition=Q(moment="requested", done_at__isnull=True),
+                name="status_snapshot_one_pending_request",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["requested_at"], condition=Q(done_at__isnull=True), name="status_snapshots_pending"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"INC-{self.incident_id} {self.moment} snapshot"

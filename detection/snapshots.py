@@ -5,32 +5,44 @@ its counters (`orders_blocked`); execution's holds `stats.orders_rejected`. Both
 services' `/health` on the same port, so the console asks the monitored services named in
 settings.CDB_STATUS_SERVICES that are enabled (health polling on) and have an http(s) URL.
 
-A snapshot is taken when a real incident is declared and when it resolves (a task started on
-commit; drills have their own review), and is one timeline row of kind `status_snapshot` whose data
-postmortems.prefill reads: exposure the highest seen, orders affected the growth of the blocked and
-rejected counters between the first and the last snapshot. The task is at-least-once: a second run
-for the same moment finds its row and asks nothing. A service that does not answer is named in the
-row; when none answers the row says so, and the post-mortem's numbers stay for a person to fill.
+A snapshot is owed when a real incident is declared, when it resolves, and when a person asks for
+one from the incident page. What is owed is a `StatusSnapshotRequest` row, written in the same
+transaction as the change that calls for it; a worker takes it, woken after commit or found by the
+periodic sweep (CDB_STATUS_SWEEP_SECONDS), so a broker or worker outage delays a snapshot and loses
+none. One not taken within CDB_STATUS_MISSED_AFTER of its moment is closed as missed, with a
+timeline row saying so (a reading hours late is not the moment's). A taken snapshot is one timeline
+row of kind `status_snapshot` whose data postmortems.prefill reads: exposure the highest seen,
+orders affected the growth of the blocked and rejected counters between the first and the last. A
+service that does not answer is named in the row; when none answers the row says so, and the
+post-mortem's numbers stay for a person to fill.
 """
 
 from __future__ import annotations
 
 import json
-from functools import partial
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
 
+from console.wakeup import Waker
 from detection import outbound
-from detection.models import MonitoredService
+from detection.models import MonitoredService, SnapshotMoment, StatusSnapshotRequest
 from incidents import services as incident_services
+from incidents.lifecycle import ActionRefused
 from incidents.models import Incident, Status, TimelineEvent
 
 KIND = "status_snapshot"
-MOMENTS = {"declared": "at declaration", "resolved": "at resolution"}
+MOMENTS = {"declared": "at declaration", "resolved": "at resolution", "requested": "on request"}
+# A worker holds a request this long (longer than asking every service at its timeout).
+LEASE_SECONDS = 120
+# A snapshot taken this long after its moment says how late it is.
+LATE_NOTE_SECONDS = 60
 # A /status body larger than this (a long `positions` map) is kept without its maps.
 MAX_BYTES = 32_000
 
@@ -124,51 +136,142 @@ def snapshot_message(data: dict[str, Any]) -> str:
     return text + (f" (not answering: {failed})" if failed else "")
 
 
-def _taken(incident_id: int, moment: str) -> bool:
-    return TimelineEvent.objects.filter(incident_id=incident_id, kind=KIND, data__moment=moment).exists()
+def _late(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes} min" if minutes else f"{int(seconds)} s"
 
 
-def status_snapshot_take(*, incident_id: int, moment: str) -> str:
-    """Ask the services and write the row: "taken", "unavailable", "done before", "not configured" or
-    "no such incident"."""
-    if moment not in MOMENTS:
-        raise ValueError(f"unknown snapshot moment {moment!r}")
+def _message(request: StatusSnapshotRequest, data: dict[str, Any], now: datetime) -> str:
+    text = snapshot_message(data)
+    if request.requested_by is not None:
+        text += f" (asked by {request.requested_by.get_username()})"
+    late = (now - request.requested_at).total_seconds()
+    if late >= LATE_NOTE_SECONDS:
+        text += f", taken {_late(late)} after its moment"
+    return text
+
+
+def _claim(pk: int, now: datetime) -> bool:
+    """Lease a pending request to this worker; False when another holds it or it is done."""
+    free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+    return bool(
+        StatusSnapshotRequest.objects.filter(free, pk=pk, done_at__isnull=True).update(
+            leased_until=now + timedelta(seconds=LEASE_SECONDS), attempts=F("attempts") + 1
+        )
+    )
+
+
+def _close(pk: int, outcome: str, *, message: str = "", data: dict[str, Any] | None = None) -> str:
+    """Write the timeline row (if any) and close the request, once: under the request's row lock."""
+    with transaction.atomic():
+        request = StatusSnapshotRequest.objects.select_for_update().filter(pk=pk).first()
+        if request is None or request.done_at is not None:
+            return "done before"
+        if message:
+            incident_services.incident_record_event(
+                incident=request.incident_id, kind=KIND, actor=None, message=message, data=data
+            )
+        request.done_at, request.outcome = timezone.now(), outcome
+        request.save(update_fields=["done_at", "outcome"])
+    return outcome
+
+
+def status_request_take(pk: int, *, now: datetime | None = None) -> str:
+    """Take one owed snapshot: "taken", "unavailable" (no risk service answered), "missed" (too
+    late), "not configured" (no service to ask any more), or "done before"/"busy" (another run)."""
+    now = now or timezone.now()
+    if not _claim(pk, now):
+        done = StatusSnapshotRequest.objects.filter(pk=pk, done_at__isnull=False).exists()
+        return "done before" if done else "busy"
+    request = StatusSnapshotRequest.objects.select_related("requested_by").get(pk=pk)
+    when = MOMENTS[request.moment]
+    if (now - request.requested_at).total_seconds() > settings.CDB_STATUS_MISSED_AFTER:
+        waited = _late((now - request.requested_at).total_seconds())
+        data = {"moment": request.moment, "request": pk, "missed": True, "services": [], "errors": {}}
+        message = f"CDB status {when} not taken: no worker took it within {waited} of its moment"
+        return _close(pk, "missed", message=message, data=data)
     urls = status_urls()
     if not urls:
-        return "not configured"
-    if not Incident.objects.filter(pk=incident_id).exists():
-        return "no such incident"
-    if _taken(incident_id, moment):
-        return "done before"
+        return _close(pk, "not configured")
     answers, errors = status_read(urls)  # outside any transaction: no lock waits on the network
-    data = snapshot_data(answers, errors, moment)
-    with transaction.atomic():
-        if _taken(incident_id, moment):
-            return "done before"
-        incident_services.incident_record_event(
-            incident=incident_id, kind=KIND, actor=None, message=snapshot_message(data), data=data
+    data = snapshot_data(answers, errors, request.moment) | {"request": pk}
+    outcome = "taken" if "risk_state" in data else "unavailable"
+    return _close(pk, outcome, message=_message(request, data, timezone.now()), data=data)
+
+
+def status_snapshots_take(*, batch: int = 20, now: datetime | None = None) -> dict[str, int]:
+    """The sweep: take the owed snapshots, oldest first; {outcome: count}."""
+    now = now or timezone.now()
+    free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+    pending = StatusSnapshotRequest.objects.filter(free, done_at__isnull=True).values_list("pk", flat=True)
+    counts: dict[str, int] = {}
+    for pk in list(pending[:batch]):
+        outcome = status_request_take(pk, now=now)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+wake_snapshots = Waker("detection.tasks.take_status_snapshots")
+
+
+def status_snapshot_request(*, incident: Incident, actor: Any) -> StatusSnapshotRequest:
+    """A person asks for a snapshot now (the incident page), while the incident is open. Asking again
+    while one is pending returns that one. Refused for a drill (its figures are its review's), for a
+    resolved incident (the post-mortem counts orders up to resolution), and when no service is
+    configured to be asked."""
+    if incident.is_drill:
+        raise ActionRefused("A drill is measured in its drill review; production's status is not read.")
+    if incident.status in (Status.RESOLVED, Status.CLOSED):
+        raise ActionRefused("The incident is resolved: its resolution's snapshot is its last.")
+    if not status_urls():
+        raise ActionRefused(
+            "No CDB service answers status snapshots here: health polling is off for "
+            + ", ".join(settings.CDB_STATUS_SERVICES or ["(none configured)"])
+            + "."
         )
-    return "taken" if "risk_state" in data else "unavailable"
+    with transaction.atomic():
+        pending = StatusSnapshotRequest.objects.filter(
+            incident=incident, moment=SnapshotMoment.REQUESTED, done_at__isnull=True
+        ).first()
+        if pending is not None:
+            return pending
+        request = StatusSnapshotRequest.objects.create(
+            incident=incident,
+            moment=SnapshotMoment.REQUESTED,
+            requested_at=timezone.now(),
+            requested_by=actor,
+        )
+        transaction.on_commit(wake_snapshots, robust=True)
+    return request
+
+
+def pending_request(incident: Incident) -> StatusSnapshotRequest | None:
+    return (
+        StatusSnapshotRequest.objects.filter(incident=incident, done_at__isnull=True)
+        .select_related("requested_by")
+        .first()
+    )
 
 
 def on_timeline(rows: list[TimelineEvent]) -> None:
-    """The timeline listener: a real incident declared or resolved gets a snapshot after commit. One
-    query per batch that holds such a row (are the services configured?), none otherwise."""
+    """The timeline listener: a real incident declared or resolved owes a snapshot, stored with the
+    change (inside its transaction) and taken after commit. One query per batch that holds such a
+    row (are the services configured?) and one insert; none otherwise."""
+    now = timezone.now()
     wanted = []
     for row in rows:
         if row.incident.is_drill:
             continue
         if row.kind == "declared":
-            wanted.append((row.incident.pk, "declared"))
+            wanted.append(
+                StatusSnapshotRequest(incident_id=row.incident.pk, moment="declared", requested_at=now)
+            )
         elif row.kind == "status_changed" and row.new_value == Status.RESOLVED:
-            wanted.append((row.incident.pk, "resolved"))
+            wanted.append(
+                StatusSnapshotRequest(incident_id=row.incident.pk, moment="resolved", requested_at=now)
+            )
     if not wanted or not status_urls():  # health polling off (make run's default): nothing to ask
         return
-    for pk, moment in wanted:
-        transaction.on_commit(partial(_start, pk, moment), robust=True)
-
-
-def _start(incident_id: int, moment: str) -> None:
-    from detection.tasks import snapshot_status
-
-    snapshot_status.delay(incident_id, moment)
+    # Once per incident and moment: a second resolution (after a reopen) owes nothing new.
+    StatusSnapshotRequest.objects.bulk_create(wanted, ignore_conflicts=True)
+    transaction.on_commit(wake_snapshots, robust=True)

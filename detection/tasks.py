@@ -40,9 +40,11 @@ def route_signals() -> int:
 
 
 @shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=5, max_retries=3)
-def snapshot_status(incident_id: int, moment: str) -> str:
-    """At-least-once and idempotent: one `status_snapshot` row per incident and moment. A service
-    that does not answer is recorded, not retried; the database being away is retried."""
+def take_status_snapshots() -> dict[str, int]:
+    """Idempotent, so at-least-once: takes every owed CDB `/status` snapshot (each request leased to
+    one worker, its row written once). Woken after the change that owes one, and run periodically as
+    the sweep that takes what a lost wake-up or a broker outage left waiting. A service that does not
+    answer is recorded, not retried; the database being away is retried."""
     from detection import snapshots
 
-    return snapshots.status_snapshot_take(incident_id=incident_id, moment=moment)
+    return snapshots.status_snapshots_take()

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", views.board, name="board"),
     path("webhooks/alertmanager/", views.alertmanager, name="alertmanager"),
     path("webhooks/grafana/", views.grafana, name="grafana"),
+    path("incidents/<int:pk>/status-snapshot/", views.status_snapshot, name="status_snapshot"),
 ]

@@ -13,21 +13,26 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import reswap, retarget
 
 from console.http import HtmxHttpRequest, bearer_matches
-from detection import selectors
+from detection import selectors, snapshots
 from detection.metrics import WEBHOOK_REQUESTS
 from detection.models import Source
+from detection.panels import status_context
 from detection.services import AlertInput, signals_receive
 from detection.webhooks import PayloadError, parse_alertmanager, parse_grafana
+from incidents.lifecycle import ActionRefused
+from incidents.selectors import incident_get_for_user
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +127,24 @@ def board(request: HtmxHttpRequest) -> HttpResponse:
     # The top bar's liveness is the board's own reading (the context processor would read it again).
     context = {"board": board, "show_replies": show_replies, "liveness": board.liveness}
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, context)
+
+
+@require_POST
+def status_snapshot(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """From the incident page: ask for a CDB `/status` snapshot now (a worker takes it)."""
+    incident = incident_get_for_user(request.user, pk, perm="incidents.act_on_incident")
+    error = None
+    try:
+        snapshots.status_snapshot_request(incident=incident, actor=request.user)
+    except ActionRefused as exc:
+        error = str(exc)
+    if request.htmx:
+        if error:
+            response = render(request, "components/flash.html", {"error": error}, status=422)
+            return reswap(retarget(response, "#flash"), "innerHTML")
+        return render(request, "detection/status_panel.html", {"ctx": status_context(incident, request.user)})
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Status snapshot asked for: it appears on the timeline once taken.")
+    return redirect("incidents:detail", incident.pk)

@@ -128,11 +128,11 @@ def on_timeline(rows: list[TimelineEvent]) -> None:
 def _refresh_impact(incident: Incident) -> None:
     """A CDB `/status` snapshot written after the post-mortem was pre-filled (the one taken at
     resolution arrives after the resolution's commit) updates its orders affected and exposure while
-    nobody has touched it: still the pre-filled first revision, in draft. The update is the second
-    revision, so an editor open on the first sees a conflict, not a silent change. Once a person has
-    saved, the numbers are theirs."""
+    nobody has touched it: in draft, every revision so far the console's own. The update is a new
+    revision, so an editor open on the previous one sees a conflict, not a silent change. Once a
+    person has saved, the numbers are theirs."""
     pm = PostMortem.objects.select_for_update().filter(incident_id=incident.pk).first()
-    if pm is None or pm.status != ReviewStatus.DRAFT or pm.current_revision != 1:
+    if pm is None or pm.status != ReviewStatus.DRAFT or pm.revisions.filter(author__isnull=False).exists():
         return
     orders, exposure = prefill.status_snapshot(incident)
     if (orders, exposure) == (pm.orders_affected, pm.exposure_usd):
@@ -144,15 +144,16 @@ def _refresh_impact(incident: Incident) -> None:
         orders=orders,
         exposure=exposure,
     )
+    number = pm.current_revision + 1
     PostMortemRevision.objects.create(
         postmortem=pm,
-        number=2,
+        number=number,
         body=body,
         author=None,
         created_at=timezone.now(),
         note="Impact from the CDB status snapshots",
     )
-    pm.orders_affected, pm.exposure_usd, pm.current_revision = orders, exposure, 2
+    pm.orders_affected, pm.exposure_usd, pm.current_revision = orders, exposure, number
     pm.save(update_fields=["orders_affected", "exposure_usd", "current_revision"])
 
 

@@ -163,6 +163,8 @@ ROWS = [
     Row("detection:alertmanager", "get", dict.fromkeys(PERSONAS, 405), label="get"),
     Row("detection:grafana", "post", dict.fromkeys(PERSONAS, 401), data=lambda c: {}),
     Row("detection:grafana", "get", dict.fromkeys(PERSONAS, 405), label="get"),
+    Row("detection:status_snapshot", "post", ACT, args=lambda c: [c.incident.pk], data=lambda c: {}),
+    Row("detection:status_snapshot", "get", POST_ONLY, label="get", args=lambda c: [c.incident.pk]),
     # A person's own inbox and contact points: everyone logged in, each sees only their own.
     Row("notify:inbox", "get", EVERYONE),
     Row("notify:bell", "get", EVERYONE),

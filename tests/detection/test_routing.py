@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from django.urls import reverse
@@ -20,8 +21,10 @@ from detection.services import wake_router as waker
 from incidents.models import Incident
 from tests import processes
 from tests.detection.test_webhooks import TOKEN, alert, am_payload
+from tests.test_deploy import _gunicorn
 
 CLOSED_BROKER = "redis://127.0.0.1:1/0"
+ROUTING_REDIS_DB = 13  # the wake-up test's own broker database
 
 
 @pytest.fixture
@@ -49,39 +52,49 @@ def wait_for(condition: Any, seconds: float = 15.0) -> bool:
     return condition()
 
 
-def broker_contents(url: str) -> dict[str, str]:
-    """What a Redis broker database holds, for the message of a failing test: key, type, length."""
+def broker_contents(url: str) -> str:
+    """For the message of a failing test: what the Redis broker database holds (key, type, length)
+    and which connections wait on it (a consumer other than the test's worker would show here)."""
     r = redis.Redis.from_url(url, decode_responses=True)
     length = {"list": r.llen, "set": r.scard, "hash": r.hlen, "zset": r.zcard}
     kinds = {str(k): str(r.type(k)) for k in r.scan_iter()}
-    return {k: f"{t} of {length[t](k)}" for k, t in kinds.items() if t in length}
+    keys = {k: f"{t} of {length[t](k)}" for k, t in kinds.items() if t in length}
+    db = str(r.connection_pool.connection_kwargs.get("db", 0))
+    waiting = [f"{c['addr']} {c['cmd']} age {c['age']}" for c in r.client_list() if str(c["db"]) == db]
+    return f"keys {keys}; connections on db {db}: {waiting}"
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery")
-def test_a_worker_woken_by_the_delivery_routes_it(
-    client: Any, tokens: None, settings: Any, fresh_queue: None, tmp_path: Path
-) -> None:
-    """A real worker process on the test's own broker database; no beat, so only the wake-up that
-    the delivery publishes (from this process, as a web process does) can make it route."""
-    assert settings.CELERY_BROKER_URL.startswith("redis://"), "make test runs against Redis"
-    settings.WAKE_WORKERS = True
-    log = tmp_path / "worker.log"
+def test_a_worker_woken_by_the_delivery_routes_it(tmp_path: Path) -> None:
+    """Production's shape, all real processes: Alertmanager posts to gunicorn, whose wake-up wakes a
+    Celery worker on a broker database of the test's own; no beat runs, so only that wake-up can
+    make the worker route the stored alerts."""
+    broker = processes.private_broker_url(ROUTING_REDIS_DB)
+    redis.Redis.from_url(broker).flushdb()
+    logs = (tmp_path / "web.log", tmp_path / "worker.log")
     worker = processes.start_celery(
-        processes.worker_args("router"), env=processes.console_env(settings.CELERY_BROKER_URL), log=log
+        processes.worker_args("router"), env=processes.console_env(broker), log=logs[1]
     )
+    env = {"CELERY_BROKER_URL": broker, "ALERTMANAGER_WEBHOOK_TOKEN": TOKEN, "WAKE_WORKERS": "true"}
     try:
-        published = waker.published
-        assert deliver(client, alert(fp="w1"), alert(fp="w2", labels={"instance": "b"}))["new"] == 2
-        # Generous under load (a worker process starts in seconds): the wait ends once they are routed.
-        routed = wait_for(lambda: not Signal.objects.filter(routed_at__isnull=True).exists(), 60)
-        assert routed, (
-            f"not routed: wake-ups published {waker.published - published}, failed {waker.failed}; "
-            f"broker {broker_contents(settings.CELERY_BROKER_URL)}\n{log.read_text(errors='replace')[-3000:]}"
-        )
-        assert deliver(client, alert(fp="w1"))["duplicates"] == 1  # wakes nobody: nothing new
+        with _gunicorn(logs[0], **env) as port:
+            url = f"http://127.0.0.1:{port}{reverse('detection:alertmanager')}"
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            body = am_payload(alert(fp="w1"), alert(fp="w2", labels={"instance": "b"}))
+            answer = httpx.post(url, json=body, headers=headers, timeout=30)
+            assert answer.status_code == 200 and answer.json()["new"] == 2, answer.text
+            # Generous under load (a worker process starts in seconds): the wait ends once they are routed.
+            routed = wait_for(lambda: not Signal.objects.filter(routed_at__isnull=True).exists(), 60)
+            assert routed, "\n".join(
+                [f"not routed; broker {broker}: {broker_contents(broker)}"]
+                + [f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs]
+            )
+            again = httpx.post(url, json=am_payload(alert(fp="w1")), headers=headers, timeout=30)
+            assert again.json()["duplicates"] == 1  # wakes nobody: nothing new
     finally:
         processes.stop(worker)
+        redis.Redis.from_url(broker).flushdb()
     incident = Incident.objects.get()
     assert set(Signal.objects.values_list("incident_id", flat=True)) == {incident.pk}
     assert incident.events.filter(kind="signal").count() == 2
