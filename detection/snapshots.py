@@ -151,11 +151,14 @@ def _message(request: StatusSnapshotRequest, data: dict[str, Any], now: datetime
     return text
 
 
+def _unleased(now: datetime) -> Q:
+    return Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+
+
 def _claim(pk: int, now: datetime) -> bool:
     """Lease a pending request to this worker; False when another holds it or it is done."""
-    free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
     return bool(
-        StatusSnapshotRequest.objects.filter(free, pk=pk, done_at__isnull=True).update(
+        StatusSnapshotRequest.objects.filter(_unleased(now), pk=pk, done_at__isnull=True).update(
             leased_until=now + timedelta(seconds=LEASE_SECONDS), attempts=F("attempts") + 1
         )
     )
@@ -196,14 +199,15 @@ def status_request_take(pk: int, *, now: datetime | None = None) -> str:
     answers, errors = status_read(urls)  # outside any transaction: no lock waits on the network
     data = snapshot_data(answers, errors, request.moment) | {"request": pk}
     outcome = "taken" if "risk_state" in data else "unavailable"
-    return _close(pk, outcome, message=_message(request, data, timezone.now()), data=data)
+    return _close(pk, outcome, message=_message(request, data, now), data=data)
 
 
 def status_snapshots_take(*, batch: int = 20, now: datetime | None = None) -> dict[str, int]:
     """The sweep: take the owed snapshots, oldest first; {outcome: count}."""
     now = now or timezone.now()
-    free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
-    pending = StatusSnapshotRequest.objects.filter(free, done_at__isnull=True).values_list("pk", flat=True)
+    pending = StatusSnapshotRequest.objects.filter(_unleased(now), done_at__isnull=True).values_list(
+        "pk", flat=True
+    )
     counts: dict[str, int] = {}
     for pk in list(pending[:batch]):
         outcome = status_request_take(pk, now=now)
